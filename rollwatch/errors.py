@@ -12,8 +12,8 @@ __all__ = [
     "BrokerError",
     "ConfigError",
     "ContractError",
-    "InvalidEvent",
-    "PortInUse",
+    "InvalidEventError",
+    "PortInUseError",
     "RollwatchError",
 ]
 
@@ -37,7 +37,7 @@ class ContractError(RollwatchError):
         super().__init__(f"{field}: {problem}" if field else problem)
 
 
-class InvalidEvent(ContractError):
+class InvalidEventError(ContractError):
     """A telemetry message that cannot be accepted; it belongs in the dead-letter topic."""
 
 
@@ -51,7 +51,7 @@ class BrokerError(RollwatchError):
     retriable = True
 
 
-class PortInUse(BrokerError):
+class PortInUseError(BrokerError):
     """The port the embedded broker should listen on is already taken."""
 
     retriable = False

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Final, Literal, TypeAlias
 
 import orjson
 
-from rollwatch.errors import InvalidEvent
+from rollwatch.errors import InvalidEventError
 
 __all__ = [
     "ARMS",
@@ -140,12 +140,14 @@ _CALL_KEYS: Final = frozenset(
         "quality_score",
     )
 )
+_CALL_REQUIRED: Final = 11  # type, event_id, ts, workflow, route and six call fields
+_MISSING: Final = object()
 _REVIEW_KEYS: Final = frozenset((*_COMMON, "verdict", "call_event_id", "reviewer"))
 _COMPLAINT_KEYS: Final = frozenset((*_COMMON, "confirmed", "call_event_id", "sample"))
 
 
-def _fail(field: str, problem: str) -> InvalidEvent:
-    return InvalidEvent(field, problem)
+def _fail(field: str, problem: str) -> InvalidEventError:
+    return InvalidEventError(field, problem)
 
 
 def _req(d: dict[str, Any], key: str) -> Any:
@@ -209,7 +211,7 @@ def _bool(value: Any, key: str) -> bool:
 def _nullable_bool(d: dict[str, Any], key: str) -> bool | None:
     value = _req(d, key)
     if value is None or type(value) is bool:
-        return value  # type: ignore[no-any-return]
+        return value
     raise _fail(key, f"must be true, false or null, got {_kind(value)}")
 
 
@@ -222,7 +224,7 @@ def _ts_ms(value: Any) -> int:
             raise _fail("ts", f"must be >= 0 epoch seconds, got {value}")
         if value > MAX_TS_SECONDS:
             raise _fail("ts", f"must be epoch seconds; {value} looks like milliseconds")
-        return round(value * 1000)
+        return int(value * 1000 + 0.5)
     if kind is str:
         if not _RFC3339.match(value):
             raise _fail("ts", f"must be RFC 3339 with an offset (2026-11-23T10:00:00Z), got {value[:64]!r}")
@@ -237,42 +239,96 @@ def _ts_ms(value: Any) -> int:
 def _arm(d: dict[str, Any]) -> Arm | None:
     value = d.get("arm")
     if value is None or value in ARMS:
-        return value  # type: ignore[no-any-return]
+        return value
     raise _fail("arm", f"must be one of control, candidate, shadow, got {_short(value)}")
 
 
 def _check_keys(d: dict[str, Any], allowed: frozenset[str], kind: str) -> None:
-    if not d.keys() <= allowed:
+    if not allowed.issuperset(d):
         unknown = sorted(d.keys() - allowed)
         raise _fail(unknown[0], f"is not a field of a {kind} event")
 
 
 def _parse_call(d: dict[str, Any]) -> CallEvent:
-    _check_keys(d, _CALL_KEYS, "call")
-    status = _req(d, "status")
+    # Straight-line fast path: each check is inlined for the common, valid case and
+    # falls back to the helper (which raises with a precise message) only on failure.
+    if not _CALL_KEYS.issuperset(d):
+        _check_keys(d, _CALL_KEYS, "call")
+    get: Callable[..., Any] = d.get
+    event_id = get("event_id")
+    if type(event_id) is not str or not 0 < len(event_id) <= MAX_ID:
+        _string(_req(d, "event_id"), "event_id")
+    workflow = get("workflow")
+    if type(workflow) is not str or not 0 < len(workflow) <= MAX_ID:
+        _string(_req(d, "workflow"), "workflow")
+    route = get("route")
+    if type(route) is not str or not 0 < len(route) <= MAX_ID:
+        _string(_req(d, "route"), "route")
+    ts = get("ts")
+    if type(ts) is float and 0 <= ts <= MAX_TS_SECONDS:
+        ts_ms = int(ts * 1000 + 0.5)
+    else:
+        ts_ms = _ts_ms(_req(d, "ts"))
+    latency = get("latency_ms")
+    if type(latency) is not float or not 0 <= latency < math.inf:
+        latency = _number(_req(d, "latency_ms"), "latency_ms")
+    cost = get("cost_usd")
+    if type(cost) is not float or not 0 <= cost < math.inf:
+        cost = _number(_req(d, "cost_usd"), "cost_usd")
+    status = get("status")
     if status not in _STATUSES:
-        raise _fail("status", f"must be one of ok, error, timeout, got {_short(status)}")
+        raise _fail("status", f"must be one of ok, error, timeout, got {_short(_req(d, 'status'))}")
+    schema_valid = get("schema_valid", _MISSING)
+    if schema_valid is not True and schema_valid is not False and schema_valid is not None:
+        schema_valid = _nullable_bool(d, "schema_valid")
+    task_success = get("task_success", _MISSING)
+    if task_success is not True and task_success is not False and task_success is not None:
+        task_success = _nullable_bool(d, "task_success")
+    safety_blocked = get("safety_blocked")
+    if safety_blocked is not True and safety_blocked is not False:
+        _bool(_req(d, "safety_blocked"), "safety_blocked")
+    arm = get("arm")
+    if arm is not None and arm not in ARMS:
+        _arm(d)
+    if len(d) == _CALL_REQUIRED:
+        return CallEvent(
+            event_id, ts_ms, workflow, route, latency, status, schema_valid, safety_blocked,
+            task_success, cost,
+        )
+    # Optional fields: absent is the common case, so test for None before anything else.
+    segment = get("segment")
+    if segment is not None and (type(segment) is not str or not 0 < len(segment) <= MAX_ID):
+        _string(segment, "segment")
+    trace_id = get("trace_id")
+    if trace_id is not None and (type(trace_id) is not str or not 0 < len(trace_id) <= MAX_ID):
+        _string(trace_id, "trace_id")
+    provider = get("provider")
+    if provider is not None and (type(provider) is not str or not 0 < len(provider) <= MAX_ID):
+        _string(provider, "provider")
+    model = get("model")
+    if model is not None and (type(model) is not str or not 0 < len(model) <= MAX_ID):
+        _string(model, "model")
+    prompt_version = get("prompt_version")
+    if prompt_version is not None and (
+        type(prompt_version) is not str or not 0 < len(prompt_version) <= MAX_ID
+    ):
+        _string(prompt_version, "prompt_version")
+    input_tokens = get("input_tokens")
+    if input_tokens is not None and (type(input_tokens) is not int or input_tokens < 0):
+        input_tokens = _opt_count(d, "input_tokens")
+    output_tokens = get("output_tokens")
+    if output_tokens is not None and (type(output_tokens) is not int or output_tokens < 0):
+        output_tokens = _opt_count(d, "output_tokens")
+    tool_calls = get("tool_calls")
+    if tool_calls is not None and (type(tool_calls) is not int or tool_calls < 0):
+        tool_calls = _opt_count(d, "tool_calls")
+    quality = get("quality_score")
+    if quality is not None and (type(quality) is not float or not 0 <= quality < math.inf):
+        quality = _opt_number(d, "quality_score")
     return CallEvent(
-        event_id=_string(_req(d, "event_id"), "event_id"),
-        ts_ms=_ts_ms(_req(d, "ts")),
-        workflow=_string(_req(d, "workflow"), "workflow"),
-        route=_string(_req(d, "route"), "route"),
-        latency_ms=_number(_req(d, "latency_ms"), "latency_ms"),
-        status=status,
-        schema_valid=_nullable_bool(d, "schema_valid"),
-        safety_blocked=_bool(_req(d, "safety_blocked"), "safety_blocked"),
-        task_success=_nullable_bool(d, "task_success"),
-        cost_usd=_number(_req(d, "cost_usd"), "cost_usd"),
-        arm=_arm(d),
-        segment=_opt_string(d, "segment"),
-        trace_id=_opt_string(d, "trace_id"),
-        provider=_opt_string(d, "provider"),
-        model=_opt_string(d, "model"),
-        prompt_version=_opt_string(d, "prompt_version"),
-        input_tokens=_opt_count(d, "input_tokens"),
-        output_tokens=_opt_count(d, "output_tokens"),
-        tool_calls=_opt_count(d, "tool_calls"),
-        quality_score=_opt_number(d, "quality_score"),
+        event_id, ts_ms, workflow, route, latency, status, schema_valid, safety_blocked,
+        task_success, cost, arm, segment, trace_id, provider, model, prompt_version,
+        input_tokens, output_tokens, tool_calls, quality,
     )
 
 
@@ -321,7 +377,7 @@ _PARSERS: Final[dict[str, Callable[[dict[str, Any]], Event]]] = {
 def parse_event(d: Any) -> Event:
     """Validate one decoded JSON value against telemetry event v1 and build its record.
 
-    Raises :class:`InvalidEvent` naming the field and the problem.
+    Raises :class:`InvalidEventError` naming the field and the problem.
     """
     if type(d) is not dict:
         raise _fail("", f"an event must be a JSON object, got {_kind(d)}")
@@ -343,7 +399,7 @@ class Rejected:
     """
 
     index: int | None
-    error: InvalidEvent
+    error: InvalidEventError
     raw: bytes
 
 
@@ -363,28 +419,34 @@ def decode_message(raw: bytes) -> DecodedMessage:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return DecodedMessage([], [Rejected(None, InvalidEvent("", f"not valid JSON: {exc}"), raw)])
+        return DecodedMessage([], [Rejected(None, InvalidEventError("", f"not valid JSON: {exc}"), raw)])
     if type(value) is dict:
         try:
             return DecodedMessage([parse_event(value)], [])
-        except InvalidEvent as exc:
+        except InvalidEventError as exc:
             return DecodedMessage([], [Rejected(None, exc, raw)])
     if type(value) is not list:
-        err = InvalidEvent("", f"a message must hold an event object or an array of events, got {_kind(value)}")
+        problem = f"a message must hold an event object or an array of events, got {_kind(value)}"
+        err = InvalidEventError("", problem)
         return DecodedMessage([], [Rejected(None, err, raw)])
     if not value:
-        return DecodedMessage([], [Rejected(None, InvalidEvent("", "empty batch"), raw)])
+        return DecodedMessage([], [Rejected(None, InvalidEventError("", "empty batch"), raw)])
     if len(value) > MAX_BATCH:
-        err = InvalidEvent("", f"batch of {len(value)} events exceeds the limit of {MAX_BATCH}")
+        err = InvalidEventError("", f"batch of {len(value)} events exceeds the limit of {MAX_BATCH}")
         return DecodedMessage([], [Rejected(None, err, raw)])
     events: list[Event] = []
     rejected: list[Rejected] = []
+    append = events.append
     for i, item in enumerate(value):
         try:
-            events.append(parse_event(item))
-        except InvalidEvent as exc:
+            # Call events are the bulk of traffic: skip the generic dispatch for them.
+            if type(item) is dict and item.get("type") == "call":
+                append(_parse_call(item))
+            else:
+                append(parse_event(item))
+        except InvalidEventError as exc:
             path = f"[{i}].{exc.field}" if exc.field else f"[{i}]"
-            rejected.append(Rejected(i, InvalidEvent(path, exc.problem), orjson.dumps(item)))
+            rejected.append(Rejected(i, InvalidEventError(path, exc.problem), orjson.dumps(item)))
     return DecodedMessage(events, rejected)
 
 
