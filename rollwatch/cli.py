@@ -1,0 +1,109 @@
+"""The ``rollwatch`` command line (typer).
+
+Each command is a thin shell over a library function, so everything it does is also
+reachable (and tested) from Python. Errors of ours print one clear line and exit
+non-zero; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rollwatch import __version__
+from rollwatch.errors import RollwatchError
+from rollwatch.settings import Settings, load_settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="rollwatch",
+    help="Roll AI features back when a model change starts hurting users.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+topics_app = typer.Typer(help="Kafka topics rollwatch uses.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML settings file (else $ROLLWATCH_CONFIG).")
+]
+
+
+def _settings(config: Path | None, **overrides: object) -> Settings:
+    return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
+
+
+@app.command()
+def version() -> None:
+    """Print the rollwatch version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def broker(
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default: ROLLWATCH_BROKER_PORT or 9092).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, in memory) until Ctrl-C."""
+    from rollwatch.broker import EmbeddedBroker  # noqa: PLC0415 - keep `rollwatch --help` fast
+
+    settings = _settings(config, broker_port=port)
+    embedded = EmbeddedBroker(settings.broker_host, settings.broker_port).start()
+    typer.echo(f"rollwatch broker listening on {embedded.bootstrap_servers} (in memory; Ctrl-C stops it)")
+
+    def _stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        code = embedded.wait()
+        typer.echo(f"the broker exited by itself with code {code}", err=True)
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        typer.echo("stopping broker")
+    finally:
+        embedded.stop()
+
+
+@topics_app.command("create")
+def topics_create(config: ConfigOption = None) -> None:
+    """Create any missing rollwatch topic (releases and flags compacted)."""
+    from rollwatch.kafka import ensure_topics  # noqa: PLC0415
+
+    settings = _settings(config)
+    created = asyncio.run(ensure_topics(settings))
+    for role, name in settings.topics().items():
+        typer.echo(f"{role:<10} {name}{'  (created)' if name in created else ''}")
+
+
+@config_app.command("show")
+def config_show(config: ConfigOption = None) -> None:
+    """Print the effective settings, secrets masked."""
+    settings = _settings(config)
+    for name, value in settings.model_dump().items():
+        typer.echo(f"{name} = {value}")
+
+
+@app.command()
+def demo() -> None:
+    """Start a private embedded broker, round-trip some telemetry through it and print it."""
+    from rollwatch.demo import run_demo  # noqa: PLC0415
+
+    raise typer.Exit(run_demo(typer.echo))
+
+
+def main() -> None:
+    try:
+        app()
+    except RollwatchError as exc:
+        typer.secho(f"rollwatch: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(2)

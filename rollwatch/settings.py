@@ -1,0 +1,96 @@
+"""Settings: one frozen object, from ``ROLLWATCH_*`` variables and an optional TOML file.
+
+Defaults fit the embedded broker, so ``rollwatch demo`` and the tests need no setup.
+A wrong value must never surface as a stack trace deep in the worker: ``load_settings``
+turns pydantic's errors into a :class:`~rollwatch.errors.ConfigError` that names the
+file (or environment variable), the field and what was expected. Secrets are
+``SecretStr`` so printing the settings masks them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rollwatch.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+
+ENV_PREFIX = "ROLLWATCH_"
+Port = Annotated[int, Field(ge=1, le=65535)]
+Topic = Annotated[str, Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")]
+
+
+class Settings(BaseSettings):
+    """Everything a rollwatch process reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
+    broker_host: str = Field("127.0.0.1", description="Where `rollwatch broker` listens.")
+    broker_port: Port = Field(9092, description="Port of the embedded broker.")
+
+    topic_telemetry: Topic = "rollwatch.telemetry"
+    topic_control: Topic = "rollwatch.control"
+    topic_acks: Topic = "rollwatch.acks"
+    topic_deadletter: Topic = "rollwatch.deadletter"
+    topic_releases: Topic = "rollwatch.releases"
+    topic_flags: Topic = "rollwatch.flags"
+    telemetry_partitions: Annotated[int, Field(ge=1, le=1024)] = 8
+    control_partitions: Annotated[int, Field(ge=1, le=1024)] = 4
+
+    web_port: Port = Field(6066, description="The worker's HTTP port (status and /metrics).")
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    signing_key_id: str = "rollwatch-dev"
+    signing_key: SecretStr | None = Field(None, description="HMAC-SHA256 key for signing commands.")
+
+    def topics(self) -> dict[str, str]:
+        """Role -> topic name, for creating and listing them."""
+        return {
+            "telemetry": self.topic_telemetry,
+            "control": self.topic_control,
+            "acks": self.topic_acks,
+            "deadletter": self.topic_deadletter,
+            "releases": self.topic_releases,
+            "flags": self.topic_flags,
+        }
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from (lowest first) defaults, a TOML file, ``ROLLWATCH_*`` variables, overrides.
+
+    The file is ``config_file`` or ``$ROLLWATCH_CONFIG``; its keys are the field names.
+    """
+    path = config_file or (Path(os.environ[f"{ENV_PREFIX}CONFIG"]) if os.environ.get(f"{ENV_PREFIX}CONFIG") else None)
+    from_file: dict[str, Any] = {}
+    if path is not None:
+        try:
+            from_file = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        unknown = sorted(set(from_file) - set(Settings.model_fields))
+        if unknown:
+            raise ConfigError(f"{path}: field {unknown[0]!r}: not a rollwatch setting")
+    env_names = {name for name in Settings.model_fields if f"{ENV_PREFIX}{name.upper()}" in os.environ}
+    # Environment beats the file: drop file values the environment overrides.
+    init = {k: v for k, v in from_file.items() if k not in env_names} | overrides
+    try:
+        return Settings(**init)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        if field in overrides:
+            source = "argument"
+        elif field in init and path is not None:
+            source = str(path)
+        else:
+            source = f"environment variable {ENV_PREFIX}{field.upper()}"
+        raise ConfigError(f"{source}: field {field!r}: {err['msg']} (got {err.get('input')!r})") from None
