@@ -50,7 +50,7 @@ def version() -> None:
 
 @app.command()
 def broker(
-    port: Annotated[int | None, typer.Option(help="Port to listen on (default: ROLLWATCH_BROKER_PORT or 9092).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: ROLLWATCH_BROKER_PORT or 9092).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Run the embedded Kafka-compatible broker (Tansu, in memory) until Ctrl-C."""

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from rollwatch.broker import EmbeddedBroker, free_port
-from rollwatch.events import CallEvent, ComplaintEvent, Event, ReviewEvent, decode_message, encode_events
+from rollwatch.events import Arm, CallEvent, ComplaintEvent, Event, ReviewEvent, decode_message, encode_events
 from rollwatch.kafka import client_options, ensure_topics, make_producer
 from rollwatch.settings import Settings, load_settings
 
@@ -28,7 +28,8 @@ def sample_events(now_ms: int) -> list[Event]:
     wf, control, candidate = "support-summary", "anthropic/sonnet@prompt-41", "openai/gpt-5-mini@prompt-42"
     events: list[Event] = []
     for i in range(8):
-        arm, route = ("candidate", candidate) if i % 4 == 3 else ("control", control)
+        arm: Arm = "candidate" if i % 4 == 3 else "control"
+        route = candidate if arm == "candidate" else control
         events.append(
             CallEvent(
                 event_id=f"demo-{i}",
@@ -78,7 +79,8 @@ async def _round_trip(settings: Settings, out: Callable[[str], None]) -> int:
         # The first six go one per message; the rest as one batched message, as the emitter sends them.
         for event in events[:6]:
             await producer.send_and_wait(settings.topic_telemetry, encode_events([event]), key=event.workflow.encode())
-        await producer.send_and_wait(settings.topic_telemetry, encode_events(events[6:]), key=b"support-summary")
+        batch = events[6:]
+        await producer.send_and_wait(settings.topic_telemetry, encode_events(batch), key=batch[0].workflow.encode())
     finally:
         await producer.stop()
     out(f"sent {len(events)} events in 7 messages to {settings.topic_telemetry}")

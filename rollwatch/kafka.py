@@ -6,6 +6,7 @@ SASL-protected Apache Kafka cluster differ only in settings.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -57,10 +58,9 @@ async def ensure_topics(settings: Settings) -> list[str]:
         existing = set(await admin.list_topics())
         missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
         if missing:
-            try:
+            # Another process may win the race; the topic is then there, which is all we need.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process won the race; the topic is there, which is all we need
         return [spec.name for spec in missing]
     except KafkaError as exc:
         raise BrokerError(f"cannot create topics on {settings.bootstrap_servers}: {exc}") from exc

@@ -67,7 +67,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
     The file is ``config_file`` or ``$ROLLWATCH_CONFIG``; its keys are the field names.
     """
-    path = config_file or (Path(os.environ[f"{ENV_PREFIX}CONFIG"]) if os.environ.get(f"{ENV_PREFIX}CONFIG") else None)
+    env_file = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    path = config_file or (Path(env_file) if env_file else None)
     from_file: dict[str, Any] = {}
     if path is not None:
         try:
