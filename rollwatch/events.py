@@ -51,9 +51,7 @@ MAX_SAMPLE: Final = 4096
 MAX_TS_SECONDS: Final = 100_000_000_000
 """Epoch seconds above this are almost surely milliseconds sent by mistake."""
 
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-)
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 _STATUSES: Final = frozenset({"ok", "error", "timeout"})
 _VERDICTS: Final = frozenset({"approved", "rejected"})
 
@@ -237,8 +235,8 @@ def _ts_ms(value: Any) -> int:
 
 
 def _arm(d: dict[str, Any]) -> Arm | None:
-    value = d.get("arm")
-    if value is None or value in ARMS:
+    value: Arm | None = d.get("arm")
+    if value is None or (type(value) is str and value in ARMS):
         return value
     raise _fail("arm", f"must be one of control, candidate, shadow, got {_short(value)}")
 
@@ -275,8 +273,8 @@ def _parse_call(d: dict[str, Any]) -> CallEvent:
     cost = get("cost_usd")
     if type(cost) is not float or not 0 <= cost < math.inf:
         cost = _number(_req(d, "cost_usd"), "cost_usd")
-    status = get("status")
-    if status not in _STATUSES:
+    status: CallStatus = get("status")
+    if type(status) is not str or status not in _STATUSES:
         raise _fail("status", f"must be one of ok, error, timeout, got {_short(_req(d, 'status'))}")
     schema_valid = get("schema_valid", _MISSING)
     if schema_valid is not True and schema_valid is not False and schema_valid is not None:
@@ -288,12 +286,20 @@ def _parse_call(d: dict[str, Any]) -> CallEvent:
     if safety_blocked is not True and safety_blocked is not False:
         _bool(_req(d, "safety_blocked"), "safety_blocked")
     arm = get("arm")
-    if arm is not None and arm not in ARMS:
+    if arm is not None and (type(arm) is not str or arm not in ARMS):
         _arm(d)
     if len(d) == _CALL_REQUIRED:
         return CallEvent(
-            event_id, ts_ms, workflow, route, latency, status, schema_valid, safety_blocked,
-            task_success, cost,
+            event_id,
+            ts_ms,
+            workflow,
+            route,
+            latency,
+            status,
+            schema_valid,
+            safety_blocked,
+            task_success,
+            cost,
         )
     # Optional fields: absent is the common case, so test for None before anything else.
     segment = get("segment")
@@ -309,9 +315,7 @@ def _parse_call(d: dict[str, Any]) -> CallEvent:
     if model is not None and (type(model) is not str or not 0 < len(model) <= MAX_ID):
         _string(model, "model")
     prompt_version = get("prompt_version")
-    if prompt_version is not None and (
-        type(prompt_version) is not str or not 0 < len(prompt_version) <= MAX_ID
-    ):
+    if prompt_version is not None and (type(prompt_version) is not str or not 0 < len(prompt_version) <= MAX_ID):
         _string(prompt_version, "prompt_version")
     input_tokens = get("input_tokens")
     if input_tokens is not None and (type(input_tokens) is not int or input_tokens < 0):
@@ -326,16 +330,33 @@ def _parse_call(d: dict[str, Any]) -> CallEvent:
     if quality is not None and (type(quality) is not float or not 0 <= quality < math.inf):
         quality = _opt_number(d, "quality_score")
     return CallEvent(
-        event_id, ts_ms, workflow, route, latency, status, schema_valid, safety_blocked,
-        task_success, cost, arm, segment, trace_id, provider, model, prompt_version,
-        input_tokens, output_tokens, tool_calls, quality,
+        event_id,
+        ts_ms,
+        workflow,
+        route,
+        latency,
+        status,
+        schema_valid,
+        safety_blocked,
+        task_success,
+        cost,
+        arm,
+        segment,
+        trace_id,
+        provider,
+        model,
+        prompt_version,
+        input_tokens,
+        output_tokens,
+        tool_calls,
+        quality,
     )
 
 
 def _parse_review(d: dict[str, Any]) -> ReviewEvent:
     _check_keys(d, _REVIEW_KEYS, "review")
-    verdict = _req(d, "verdict")
-    if verdict not in _VERDICTS:
+    verdict: Verdict = _req(d, "verdict")
+    if type(verdict) is not str or verdict not in _VERDICTS:
         raise _fail("verdict", f"must be approved or rejected, got {_short(verdict)}")
     return ReviewEvent(
         event_id=_string(_req(d, "event_id"), "event_id"),
@@ -434,16 +455,22 @@ def decode_message(raw: bytes) -> DecodedMessage:
     if len(value) > MAX_BATCH:
         err = InvalidEventError("", f"batch of {len(value)} events exceeds the limit of {MAX_BATCH}")
         return DecodedMessage([], [Rejected(None, err, raw)])
+    try:
+        # Fast path: a clean batch (the normal case) in one comprehension; call events,
+        # the bulk of traffic, skip the generic dispatch.
+        call = _parse_call
+        return DecodedMessage(
+            [call(item) if type(item) is dict and item.get("type") == "call" else parse_event(item) for item in value],
+            [],
+        )
+    except InvalidEventError:
+        pass
+    # Slow path, only for a batch with bad items: keep the good ones, reject the rest one by one.
     events: list[Event] = []
     rejected: list[Rejected] = []
-    append = events.append
     for i, item in enumerate(value):
         try:
-            # Call events are the bulk of traffic: skip the generic dispatch for them.
-            if type(item) is dict and item.get("type") == "call":
-                append(_parse_call(item))
-            else:
-                append(parse_event(item))
+            events.append(parse_event(item))
         except InvalidEventError as exc:
             path = f"[{i}].{exc.field}" if exc.field else f"[{i}]"
             rejected.append(Rejected(i, InvalidEventError(path, exc.problem), orjson.dumps(item)))
