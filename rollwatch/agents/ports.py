@@ -1,0 +1,80 @@
+"""The seam between the faust layer and the pure core.
+
+The worker only moves bytes and persists state; every decision is made by a
+:class:`WorkflowEngine`, one per workflow, which knows nothing of Kafka. Replay of a
+JSONL file and the live worker drive the same engine, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from rollwatch.commands import RollbackCommand
+from rollwatch.events import Event
+
+__all__ = ["ApplyStats", "Emission", "EngineFactory", "GateReading", "WorkflowEngine"]
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyStats:
+    """What happened to a batch of events of one workflow."""
+
+    applied: int
+    late: int
+    duplicates: int
+
+
+@dataclass(frozen=True, slots=True)
+class Emission:
+    """A command to publish, with the event time of the event that breached the gate.
+
+    ``breach_ts_ms`` feeds the detection-latency histogram (breach event time to emission).
+    """
+
+    command: RollbackCommand
+    breach_ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class GateReading:
+    """One gate's current value for one arm, for /metrics and the status endpoint."""
+
+    gate: str
+    arm: str
+    metric: str
+    value: float | None
+    threshold: float | None
+    state: str  # "breached" | "healthy" | "insufficient"
+
+
+class WorkflowEngine(Protocol):
+    """Windowed state plus the release ticket of one workflow, turning events into commands."""
+
+    @property
+    def workflow(self) -> str: ...
+
+    def set_ticket(self, ticket: bytes) -> None:
+        """Install or replace the release ticket (YAML or JSON bytes from the releases topic)."""
+
+    def apply(self, events: Sequence[Event]) -> ApplyStats:
+        """Fold events (all of this workflow) into the windows; never raises on event content."""
+
+    def evaluate(self, now_ms: int) -> list[Emission]:
+        """Judge the gates at ``now_ms``; commands to publish (deterministic ``command_id``)."""
+
+    def readings(self) -> list[GateReading]:
+        """The gate values of the last evaluation."""
+
+    def status(self) -> dict[str, Any]:
+        """JSON-able aggregates for the status endpoint."""
+
+    def to_bytes(self) -> bytes:
+        """A checkpoint of everything above (never pickle)."""
+
+
+class EngineFactory(Protocol):
+    def new(self, workflow: str) -> WorkflowEngine: ...
+
+    def restore(self, data: bytes) -> WorkflowEngine: ...
