@@ -1,0 +1,620 @@
+"""Sliding time windows made of fixed buckets in two tiers, queried by explicit event time.
+
+Layout. A *fine* ring holds the newest ``fine.buckets`` buckets of ``fine.bucket_ms``
+(default 64 x 1 minute), indexed by ``ts // bucket_ms``. When the ring advances, a
+bucket that falls out of it is folded ("spilled") into the *coarse* bucket that
+contains it (default 6 hours, 29 kept). Every accepted event is therefore counted in
+exactly one place: its fine bucket while that is in the ring, its coarse bucket after.
+A coarse bucket is frozen once all of its minutes have spilled.
+
+Which buckets a query ``[start_ms, end_ms)`` covers: **a bucket counts iff its start
+lies in [start_ms, end_ms)**, in each tier. So with minute buckets:
+
+* an aligned query (``now_ms`` on a minute boundary) covers exactly the minutes of
+  [now - span, now);
+* an unaligned one covers the ``span/bucket`` minutes whose starts fall in the range,
+  i.e. [ceil(start), ceil(end)) to the minute: the minute holding ``now_ms`` is in,
+  the minute holding ``now_ms - span`` is out.
+
+Data that has spilled to the coarse tier (older than the fine ring) counts at coarse
+granularity under the same rule: a 6-hour bucket counts iff its start is in range.
+For the default 7-day baseline [now - 30 min - 7 d, now - 30 min) that means: the recent
+end is minute-exact, and the old end starts at the first 6-hour boundary at or after
+``now - 30 min - 7 d`` (so it covers 6 d 18 h to 7 d of history).
+
+Closing. A fine bucket is *closed* once the watermark passes its end: nothing can land
+in it any more, so its sketch is frozen (encoded bytes instead of a dict) and the
+owner's ``on_close`` hook sees it (drift detectors are fed per closed bucket).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from rollwatch.streams.codec import KIND_TIME_WINDOWS, Reader, Writer, frame, unframe
+from rollwatch.streams.config import WindowSpec
+from rollwatch.streams.errors import InvalidQuery
+from rollwatch.streams.sketch import QuantileSketch, SketchMapping, mapping_for
+
+__all__ = ["Bucket", "TimeWindows", "WindowStats"]
+
+_INT_FIELDS: Final = (
+    "calls",
+    "errors",
+    "timeouts",
+    "schema_checked",
+    "schema_failed",
+    "safety_blocked",
+    "completed",
+    "succeeded",
+    "cost_nano",
+    "quality_n",
+    "reviews",
+    "rejected",
+    "complaints",
+)
+_FLOAT_FIELDS: Final = ("latency_sum", "quality_sum")
+
+
+class Bucket:
+    """Counts, sums and a latency sketch of the events whose time falls in one bucket."""
+
+    __slots__ = (
+        "calls",
+        "complaints",
+        "completed",
+        "cost_nano",
+        "errors",
+        "index",
+        "latency",
+        "latency_sum",
+        "quality_n",
+        "quality_sum",
+        "rejected",
+        "reviews",
+        "safety_blocked",
+        "schema_checked",
+        "schema_failed",
+        "succeeded",
+        "timeouts",
+    )
+
+    def __init__(self, index: int, mapping: SketchMapping) -> None:
+        self.index = index
+        self.calls = 0
+        self.errors = 0
+        self.timeouts = 0
+        self.schema_checked = 0
+        self.schema_failed = 0
+        self.safety_blocked = 0
+        self.completed = 0
+        self.succeeded = 0
+        self.cost_nano = 0
+        self.quality_n = 0
+        self.reviews = 0
+        self.rejected = 0
+        self.complaints = 0
+        self.latency_sum = 0.0
+        self.quality_sum = 0.0
+        self.latency = QuantileSketch(mapping)
+
+    def add_call(
+        self,
+        latency_ms: float,
+        status: str,
+        schema_valid: bool | None,
+        safety_blocked: bool,
+        task_success: bool | None,
+        cost_nano: int,
+        quality: float | None,
+    ) -> None:
+        self.calls += 1
+        if status != "ok":
+            self.errors += 1
+            if status == "timeout":
+                self.timeouts += 1
+        if schema_valid is not None:
+            self.schema_checked += 1
+            if not schema_valid:
+                self.schema_failed += 1
+        if safety_blocked:
+            self.safety_blocked += 1
+        if task_success is not None:
+            self.completed += 1
+            if task_success:
+                self.succeeded += 1
+        self.cost_nano += cost_nano
+        self.latency_sum += latency_ms
+        if quality is not None:
+            self.quality_n += 1
+            self.quality_sum += quality
+        self.latency.add(latency_ms)
+
+    def add_review(self, rejected: bool) -> None:
+        self.reviews += 1
+        if rejected:
+            self.rejected += 1
+
+    def add_complaint(self) -> None:
+        self.complaints += 1
+
+    def merge(self, other: Bucket) -> None:
+        for name in _INT_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.latency_sum += other.latency_sum
+        self.quality_sum += other.quality_sum
+        self.latency.merge(other.latency)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Bucket):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in ("index", *_INT_FIELDS, *_FLOAT_FIELDS)) and (
+            self.latency == other.latency
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Bucket(index={self.index}, calls={self.calls}, reviews={self.reviews})"
+
+    def write(self, w: Writer) -> None:
+        """A presence mask, then only the non-zero fields: quiet buckets cost a few bytes."""
+        mask = 0
+        values: list[int] = []
+        for bit, name in enumerate(_INT_FIELDS):
+            value = getattr(self, name)
+            if value:
+                mask |= 1 << bit
+                values.append(value)
+        if self.latency_sum:
+            mask |= 1 << len(_INT_FIELDS)
+        if self.quality_sum:
+            mask |= 1 << (len(_INT_FIELDS) + 1)
+        w.uint(mask)
+        for value in values:
+            w.uint(value)
+        if self.latency_sum:
+            w.f64(self.latency_sum)
+        if self.quality_sum:
+            w.f64(self.quality_sum)
+        if self.calls:
+            self.latency.write(w)
+
+    @classmethod
+    def read(cls, r: Reader, index: int, mapping: SketchMapping) -> Bucket:
+        bucket = cls(index, mapping)
+        mask = r.uint()
+        if mask >> (len(_INT_FIELDS) + 2):
+            raise r.fail(f"bucket field mask {mask:#x}")
+        for bit, name in enumerate(_INT_FIELDS):
+            if mask >> bit & 1:
+                setattr(bucket, name, r.uint())
+        if mask >> len(_INT_FIELDS) & 1:
+            bucket.latency_sum = r.f64()
+        if mask >> (len(_INT_FIELDS) + 1) & 1:
+            bucket.quality_sum = r.f64()
+        if bucket.calls:
+            bucket.latency = QuantileSketch.read(r, mapping)
+            if bucket.latency.count != bucket.calls:
+                raise r.fail(f"bucket sketch holds {bucket.latency.count} values for {bucket.calls} calls")
+        if (
+            bucket.errors > bucket.calls
+            or bucket.timeouts > bucket.errors
+            or bucket.schema_checked > bucket.calls
+            or bucket.schema_failed > bucket.schema_checked
+            or bucket.safety_blocked > bucket.calls
+            or bucket.completed > bucket.calls
+            or bucket.succeeded > bucket.completed
+            or bucket.quality_n > bucket.calls
+            or bucket.rejected > bucket.reviews
+        ):
+            raise r.fail("bucket counts are inconsistent")
+        return bucket
+
+
+@dataclass(frozen=True, slots=True)
+class WindowStats:
+    """Sums over the buckets a query covered; rates are None when their denominator is 0."""
+
+    start_ms: int
+    end_ms: int
+    buckets: int
+    calls: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    schema_checked: int = 0
+    schema_failed: int = 0
+    safety_blocked: int = 0
+    completed: int = 0
+    succeeded: int = 0
+    cost_nano: int = 0
+    quality_n: int = 0
+    reviews: int = 0
+    rejected: int = 0
+    complaints: int = 0
+    latency_sum: float = 0.0
+    quality_sum: float = 0.0
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.calls if self.calls else None
+
+    @property
+    def timeout_rate(self) -> float | None:
+        return self.timeouts / self.calls if self.calls else None
+
+    @property
+    def schema_failure_rate(self) -> float | None:
+        return self.schema_failed / self.schema_checked if self.schema_checked else None
+
+    @property
+    def safety_block_rate(self) -> float | None:
+        return self.safety_blocked / self.calls if self.calls else None
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.succeeded / self.completed if self.completed else None
+
+    @property
+    def rejection_rate(self) -> float | None:
+        return self.rejected / self.reviews if self.reviews else None
+
+    @property
+    def mean_quality(self) -> float | None:
+        return self.quality_sum / self.quality_n if self.quality_n else None
+
+    @property
+    def mean_latency_ms(self) -> float | None:
+        return self.latency_sum / self.calls if self.calls else None
+
+    @property
+    def cost_usd(self) -> float:
+        return self.cost_nano / 1e9
+
+    @property
+    def cost_per_request_usd(self) -> float | None:
+        return self.cost_nano / 1e9 / self.calls if self.calls else None
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class TimeWindows:
+    """The two bucket tiers of one route; see the module docstring for the query rule."""
+
+    __slots__ = (
+        "_cache",
+        "_coarse",
+        "_coarse_done_below",
+        "_coarse_newest",
+        "_fine",
+        "_generation",
+        "_last",
+        "_newest",
+        "_open_from",
+        "coarse",
+        "expired",
+        "fine",
+        "mapping",
+        "on_close",
+    )
+
+    def __init__(self, fine: WindowSpec, coarse: WindowSpec, mapping: SketchMapping | float = 0.01) -> None:
+        if coarse.bucket_ms % fine.bucket_ms:
+            raise InvalidQuery("coarse bucket width must be a multiple of the fine one")
+        self.fine = fine
+        self.coarse = coarse
+        self.mapping = mapping if isinstance(mapping, SketchMapping) else mapping_for(mapping)
+        self.on_close: Callable[[Bucket], None] | None = None
+        self.expired = 0
+        """Coarse buckets dropped for age: normal once the coarse horizon has passed."""
+        self._fine: list[Bucket | None] = [None] * fine.buckets
+        self._coarse: list[Bucket | None] = [None] * coarse.buckets
+        self._newest: int | None = None
+        self._coarse_newest: int | None = None
+        self._open_from: int | None = None
+        self._coarse_done_below: int | None = None
+        self._last: Bucket | None = None
+        self._generation = 0
+        self._cache: tuple[tuple[int, int, int], QuantileSketch] | None = None
+
+    # -- updates ---------------------------------------------------------------------------
+
+    def bucket_for(self, ts_ms: int) -> Bucket | None:
+        """The fine bucket an event at ``ts_ms`` goes into, or None if it is older than the ring."""
+        index = ts_ms // self.fine.bucket_ms
+        last = self._last
+        if last is not None and last.index == index:
+            return last
+        newest = self._newest
+        if newest is None or index > newest:
+            self._advance(index)
+        elif index <= newest - self.fine.buckets:
+            return None
+        slot = index % self.fine.buckets
+        bucket = self._fine[slot]
+        if bucket is None:
+            bucket = self._fine[slot] = Bucket(index, self.mapping)
+        self._last = bucket
+        return bucket
+
+    def close_until(self, watermark_ms: int) -> None:
+        """Close every fine bucket that ends at or before ``watermark_ms``."""
+        self._close_below(watermark_ms // self.fine.bucket_ms)
+
+    def next_close_ms(self) -> int | None:
+        """The smallest watermark that would close another bucket (a cheap per-event test)."""
+        if self._open_from is None:
+            return None
+        return (self._open_from + 1) * self.fine.bucket_ms
+
+    def _close_below(self, target: int) -> None:
+        newest = self._newest
+        open_from = self._open_from
+        if newest is None or open_from is None or target <= open_from:
+            return
+        ring = self._fine
+        size = self.fine.buckets
+        hook = self.on_close
+        for index in range(max(open_from, newest - size + 1), min(target, newest + 1)):
+            bucket = ring[index % size]
+            if bucket is not None and bucket.index == index:
+                bucket.latency.freeze()
+                if hook is not None:
+                    hook(bucket)
+        self._open_from = target
+
+    def _advance(self, index: int) -> None:
+        size = self.fine.buckets
+        newest = self._newest
+        if newest is None:
+            self._newest = index
+            self._open_from = index - size + 1
+            return
+        oldest_kept = index - size + 1
+        # What falls out of the ring must be closed first, even if the watermark has not
+        # passed it (only possible when a caller drives a route with a lagging watermark).
+        self._close_below(oldest_kept)
+        self._newest = index
+        ring = self._fine
+        for old in range(newest - size + 1, min(oldest_kept, newest + 1)):
+            slot = old % size
+            bucket = ring[slot]
+            if bucket is not None and bucket.index == old:
+                ring[slot] = None
+                self._spill(bucket)
+        if self._last is not None and self._last.index < oldest_kept:
+            self._last = None
+        self._freeze_coarse(oldest_kept * self.fine.bucket_ms // self.coarse.bucket_ms)
+
+    def _spill(self, bucket: Bucket) -> None:
+        coarse_index = bucket.index * self.fine.bucket_ms // self.coarse.bucket_ms
+        size = self.coarse.buckets
+        slot = coarse_index % size
+        target = self._coarse[slot]
+        if target is None or target.index < coarse_index:
+            if target is not None:
+                self.expired += 1
+                self._generation += 1
+            target = self._coarse[slot] = Bucket(coarse_index, self.mapping)
+            if self._coarse_newest is None or coarse_index > self._coarse_newest:
+                self._coarse_newest = coarse_index
+        elif target.index > coarse_index:
+            self.expired += 1
+            return
+        if target.latency.frozen:
+            self._generation += 1
+        target.merge(bucket)
+
+    def _freeze_coarse(self, below: int) -> None:
+        done = self._coarse_done_below
+        if done is not None and below <= done:
+            return
+        size = self.coarse.buckets
+        start = below - size if done is None else max(done, below - size)
+        for index in range(start, below):
+            bucket = self._coarse[index % size]
+            if bucket is not None and bucket.index == index and not bucket.latency.frozen:
+                bucket.latency.freeze()
+                self._generation += 1
+        self._coarse_done_below = below
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def buckets(self, start_ms: int, end_ms: int) -> tuple[list[Bucket], list[Bucket]]:
+        """(fine, coarse) buckets whose start lies in [start_ms, end_ms), oldest first."""
+        if start_ms > end_ms:
+            raise InvalidQuery(f"window start {start_ms} is after its end {end_ms}")
+        fine: list[Bucket] = []
+        coarse: list[Bucket] = []
+        if self._newest is not None:
+            width = self.fine.bucket_ms
+            size = self.fine.buckets
+            low = max(_ceil_div(start_ms, width), self._newest - size + 1)
+            high = min(_ceil_div(end_ms, width), self._newest + 1)
+            for index in range(low, high):
+                bucket = self._fine[index % size]
+                if bucket is not None and bucket.index == index:
+                    fine.append(bucket)
+        if self._coarse_newest is not None:
+            width = self.coarse.bucket_ms
+            size = self.coarse.buckets
+            low = max(_ceil_div(start_ms, width), self._coarse_newest - size + 1)
+            high = min(_ceil_div(end_ms, width), self._coarse_newest + 1)
+            for index in range(low, high):
+                bucket = self._coarse[index % size]
+                if bucket is not None and bucket.index == index:
+                    coarse.append(bucket)
+        return fine, coarse
+
+    def stats(self, start_ms: int, end_ms: int) -> WindowStats:
+        """Counts and sums over [start_ms, end_ms) (bucket rule in the module docstring)."""
+        fine, coarse = self.buckets(start_ms, end_ms)
+        totals = dict.fromkeys(_INT_FIELDS, 0)
+        latency_sum = 0.0
+        quality_sum = 0.0
+        for bucket in (*fine, *coarse):
+            for name in _INT_FIELDS:
+                totals[name] += getattr(bucket, name)
+            latency_sum += bucket.latency_sum
+            quality_sum += bucket.quality_sum
+        return WindowStats(
+            start_ms,
+            end_ms,
+            len(fine) + len(coarse),
+            latency_sum=latency_sum,
+            quality_sum=quality_sum,
+            **totals,
+        )
+
+    def latency_sketch(self, start_ms: int, end_ms: int) -> QuantileSketch:
+        """One sketch of every latency in [start_ms, end_ms), merged from the buckets.
+
+        The merge of frozen coarse buckets is cached (they change once per coarse bucket),
+        so a 7-day baseline asked at every timer tick costs a dict copy, not 29 decodes.
+        """
+        fine, coarse = self.buckets(start_ms, end_ms)
+        frozen = [b for b in coarse if b.latency.frozen]
+        merged = QuantileSketch(self.mapping)
+        if frozen:
+            key = (frozen[0].index, frozen[-1].index, self._generation)
+            cached = self._cache
+            if cached is None or cached[0] != key:
+                base = QuantileSketch(self.mapping)
+                for bucket in frozen:
+                    base.merge(bucket.latency)
+                cached = self._cache = (key, base)
+            merged.merge(cached[1])
+        for bucket in coarse:
+            if not bucket.latency.frozen:
+                merged.merge(bucket.latency)
+        for bucket in fine:
+            merged.merge(bucket.latency)
+        return merged
+
+    @property
+    def newest_index(self) -> int | None:
+        """Index of the newest fine bucket seen (``ts // fine.bucket_ms``), None before any event."""
+        return self._newest
+
+    def oldest_fine_ms(self) -> int | None:
+        """Start of the oldest time the fine ring still holds; older data is at coarse granularity."""
+        if self._newest is None:
+            return None
+        return (self._newest - self.fine.buckets + 1) * self.fine.bucket_ms
+
+    # -- serialization ---------------------------------------------------------------------
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TimeWindows):
+            return NotImplemented
+        return (
+            self.fine == other.fine
+            and self.coarse == other.coarse
+            and self.mapping.accuracy == other.mapping.accuracy
+            and self._state_key() == other._state_key()
+            and self._live() == other._live()
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def _state_key(self) -> tuple[int | None, ...]:
+        return (self._newest, self._coarse_newest, self._open_from, self._coarse_done_below, self.expired)
+
+    def _live(self) -> tuple[list[Bucket], list[Bucket]]:
+        fine = sorted((b for b in self._fine if b is not None), key=lambda b: b.index)
+        coarse = sorted((b for b in self._coarse if b is not None), key=lambda b: b.index)
+        return fine, coarse
+
+    def write(self, w: Writer) -> None:
+        w.uint(self.fine.bucket_ms)
+        w.uint(self.fine.buckets)
+        w.uint(self.coarse.bucket_ms)
+        w.uint(self.coarse.buckets)
+        w.f64(self.mapping.accuracy)
+        w.uint(self.expired)
+        newest = self._newest
+        w.flag(newest is not None)
+        if newest is None:
+            return
+        assert self._open_from is not None
+        w.sint(newest)
+        w.sint(newest - self._open_from)
+        fine, coarse = self._live()
+        w.uint(len(fine))
+        for bucket in fine:
+            w.uint(newest - bucket.index)
+            bucket.write(w)
+        w.flag(self._coarse_newest is not None)
+        if self._coarse_newest is not None:
+            w.sint(self._coarse_newest)
+        w.flag(self._coarse_done_below is not None)
+        if self._coarse_done_below is not None:
+            w.sint(self._coarse_done_below)
+        w.uint(len(coarse))
+        for bucket in coarse:
+            assert self._coarse_newest is not None
+            w.uint(self._coarse_newest - bucket.index)
+            w.flag(bucket.latency.frozen)
+            bucket.write(w)
+
+    @classmethod
+    def read(cls, r: Reader) -> TimeWindows:
+        try:
+            fine = WindowSpec(r.uint(), r.uint())
+            coarse = WindowSpec(r.uint(), r.uint())
+        except Exception as exc:
+            raise r.fail(f"bad window spec ({exc})") from None
+        accuracy = r.f64()
+        if not 1e-4 <= accuracy <= 0.2:
+            raise r.fail(f"sketch accuracy {accuracy}")
+        if coarse.bucket_ms % fine.bucket_ms:
+            raise r.fail("coarse bucket width is not a multiple of the fine one")
+        windows = cls(fine, coarse, mapping_for(accuracy))
+        windows.expired = r.uint()
+        if not r.flag():
+            return windows
+        newest = r.sint()
+        windows._newest = newest
+        windows._open_from = newest - r.sint()
+        for _ in range(r.bounded(0, fine.buckets, "fine bucket count")):
+            index = newest - r.bounded(0, fine.buckets - 1, "fine bucket offset")
+            slot = index % fine.buckets
+            if windows._fine[slot] is not None:
+                raise r.fail(f"fine bucket {index} appears twice")
+            bucket = windows._fine[slot] = Bucket.read(r, index, windows.mapping)
+            if index >= windows._open_from:
+                bucket.latency.thaw()
+        if r.flag():
+            windows._coarse_newest = r.sint()
+        if r.flag():
+            windows._coarse_done_below = r.sint()
+        count = r.bounded(0, coarse.buckets, "coarse bucket count")
+        if count and windows._coarse_newest is None:
+            raise r.fail("coarse buckets without a newest index")
+        for _ in range(count):
+            assert windows._coarse_newest is not None
+            index = windows._coarse_newest - r.bounded(0, coarse.buckets - 1, "coarse bucket offset")
+            frozen = r.flag()
+            slot = index % coarse.buckets
+            if windows._coarse[slot] is not None:
+                raise r.fail(f"coarse bucket {index} appears twice")
+            bucket = windows._coarse[slot] = Bucket.read(r, index, windows.mapping)
+            if not frozen:
+                bucket.latency.thaw()
+        return windows
+
+    def to_bytes(self) -> bytes:
+        w = Writer()
+        self.write(w)
+        return frame(KIND_TIME_WINDOWS, w.buf, compress=True)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TimeWindows:
+        r = unframe(data, KIND_TIME_WINDOWS)
+        windows = cls.read(r)
+        r.end()
+        return windows
