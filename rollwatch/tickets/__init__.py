@@ -1,0 +1,1 @@
+"""Release tickets: the written rollback plan a canary is held to."""
