@@ -57,14 +57,16 @@ def broker(
     from rollwatch.broker import EmbeddedBroker
 
     settings = _settings(config, broker_port=port)
-    embedded = EmbeddedBroker(settings.broker_host, settings.broker_port).start()
-    typer.echo(f"rollwatch broker listening on {embedded.bootstrap_servers} (in memory; Ctrl-C stops it)")
 
     def _stop(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _stop)
+    embedded = EmbeddedBroker(settings.broker_host, settings.broker_port)
     try:
+        # Everything after start() sits inside the try, so a Ctrl-C at any moment stops the child.
+        embedded.start()
+        typer.echo(f"rollwatch broker listening on {embedded.bootstrap_servers} (in memory; Ctrl-C stops it)")
         code = embedded.wait()
         typer.echo(f"the broker exited by itself with code {code}", err=True)
         raise typer.Exit(1)
