@@ -16,6 +16,7 @@ cannot exhaust memory.
 from __future__ import annotations
 
 import struct
+import uuid
 import zlib
 from array import array
 from collections.abc import Iterable, Sequence
@@ -67,6 +68,10 @@ _HEADER: Final = 5
 _MAX_INFLATED: Final = 256 * 1024 * 1024
 _F64: Final = struct.Struct("<d")
 _WIDTH_CODES: Final = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_ID_NONE: Final = 0
+_ID_TEXT: Final = 1
+_ID_UUID: Final = 2
+_ID_HEX: Final = 3
 
 
 class Writer:
@@ -117,6 +122,36 @@ class Writer:
             data = value.encode()
             self.uint(len(data) + 1)
             self.buf += data
+
+    def ident(self, value: str | None) -> None:
+        """An optional identifier, packed when it is a canonical UUID or lowercase hex.
+
+        Event and trace ids are mostly UUIDs (36 chars) and W3C trace ids (32 hex chars);
+        packed they take 17 bytes, which halves the evidence part of a route's state.
+        """
+        if value is None:
+            self.buf.append(_ID_NONE)
+            return
+        if len(value) == 36 and value[8] == "-":
+            try:
+                packed = uuid.UUID(value)
+            except ValueError:
+                packed = None
+            if packed is not None and str(packed) == value:
+                self.buf.append(_ID_UUID)
+                self.buf += packed.bytes
+                return
+        if value and len(value) % 2 == 0 and len(value) <= 512:
+            try:
+                raw = bytes.fromhex(value)
+            except ValueError:
+                raw = None
+            if raw is not None and raw.hex() == value:
+                self.buf.append(_ID_HEX)
+                self.blob(raw)
+                return
+        self.buf.append(_ID_TEXT)
+        self.text(value)
 
     def uints(self, values: Iterable[int]) -> None:
         """A length-prefixed run of varints; the reader decodes it in C when all are < 128."""
@@ -229,6 +264,18 @@ class Reader:
             return self.raw(size - 1).decode()
         except UnicodeDecodeError:
             raise self.fail("invalid UTF-8 text") from None
+
+    def ident(self) -> str | None:
+        tag = self.raw(1)[0]
+        if tag == _ID_NONE:
+            return None
+        if tag == _ID_UUID:
+            return str(uuid.UUID(bytes=self.raw(16)))
+        if tag == _ID_HEX:
+            return self.blob().hex()
+        if tag == _ID_TEXT:
+            return self.text()
+        raise self.fail(f"identifier tag {tag}")
 
     def uints(self) -> list[int]:
         count = self.uint()
