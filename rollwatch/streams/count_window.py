@@ -67,6 +67,11 @@ class CountWindow:
         return self._count / self._n if self._n else None
 
     @property
+    def position(self) -> int:
+        """The slot the next observation goes to (a ring sharing this layout follows it)."""
+        return self._pos
+
+    @property
     def full(self) -> bool:
         return self._n == self.size
 

@@ -21,10 +21,10 @@ import random
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib.metadata import version
 from typing import Any, Final
 
 import orjson
-import river
 from river import drift as river_drift
 
 from rollwatch.streams.codec import KIND_DRIFT, Reader, Writer, frame, unframe
@@ -33,7 +33,12 @@ from rollwatch.streams.errors import CorruptState, InvalidConfig
 
 __all__ = ["DriftEvent", "DriftMonitor", "MetricDetector", "effective_params"]
 
-_RIVER_VERSION: Final[str] = river.__version__
+_RIVER_VERSION: Final = version("river")
+_CLASSES: Final[dict[str, Any]] = {
+    "adwin": river_drift.ADWIN,
+    "page_hinkley": river_drift.PageHinkley,
+    "kswin": river_drift.KSWIN,
+}
 _MT_WORDS: Final = 625
 _MAX_KEEP: Final = 1_000_000
 
@@ -65,11 +70,7 @@ def effective_params(spec: DriftSpec) -> dict[str, ParamValue]:
 def _build(kind: DriftKind, spec_params: Mapping[str, ParamValue]) -> Any:
     params: dict[str, Any] = dict(spec_params)
     try:
-        if kind == "adwin":
-            return river_drift.ADWIN(**params)
-        if kind == "page_hinkley":
-            return river_drift.PageHinkley(**params)
-        return river_drift.KSWIN(**params)
+        return _CLASSES[kind](**params)
     except (TypeError, ValueError) as exc:
         raise InvalidConfig(f"cannot build {kind} detector with {dict(params)}: {exc}") from None
 
@@ -114,8 +115,8 @@ class MetricDetector:
             w.uint(len(det.window))
             for value in det.window:
                 w.f64(float(value))
-            version, words, gauss = det._rng.getstate()
-            w.uint(version)
+            mt_version, words, gauss = det._rng.getstate()
+            w.uint(mt_version)
             w.packed(list(words))
             w.flag(gauss is not None)
             if gauss is not None:
@@ -146,14 +147,14 @@ class MetricDetector:
             det.n = r.uint()
             size = r.bounded(0, det.window_size, "KSWIN window length")
             det.window = deque((r.f64() for _ in range(size)), maxlen=det.window_size)
-            version = r.uint()
+            mt_version = r.uint()
             words = r.packed()
             gauss = r.f64() if r.flag() else None
             if len(words) != _MT_WORDS:
                 raise r.fail(f"KSWIN random state has {len(words)} words, expected {_MT_WORDS}")
             rng = random.Random()
             try:
-                rng.setstate((version, tuple(words), gauss))
+                rng.setstate((mt_version, tuple(words), gauss))
             except (ValueError, TypeError) as exc:
                 raise r.fail(f"KSWIN random state rejected: {exc}") from None
             det._rng = rng
