@@ -1,0 +1,84 @@
+"""What a gate says when it is evaluated, and the decisions the judge derives from it.
+
+A gate never passes silently on no data. It reports one of three states, and for
+``insufficient`` it also reports how many more samples each arm needs, so the status
+page can say "waiting for 140 more candidate calls" instead of showing green.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+from rollwatch.gates.sequential import GuardVerdict
+from rollwatch.tickets.catalogue import FlagName
+
+__all__ = ["Decision", "DecisionKind", "EvidenceRef", "GateResult", "GateState"]
+
+GateState: TypeAlias = Literal["breached", "healthy", "insufficient"]
+DecisionKind: TypeAlias = Literal["rollback", "promote", "hold", "escalate"]
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceRef:
+    """One offending item a command points to: what it was and where to find its trace."""
+
+    kind: str
+    event_id: str
+    trace_id: str | None
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    """A gate's verdict at one instant, with the numbers behind it.
+
+    ``observed`` and ``control`` use the unit of ``metric``. ``threshold`` is the value
+    that ``observed`` was compared with; for relative gates it is already derived from
+    the control (2 x the control's p95, for example). ``needed`` is empty unless
+    ``state`` is ``insufficient``. ``breach_ts_ms`` is the event time of the newest
+    offending event, which the detection-latency histogram starts from.
+    """
+
+    gate: str
+    kind: str
+    metric: str
+    state: GateState
+    observed: float | None
+    threshold: float | None
+    control: float | None
+    window: str
+    samples: Mapping[str, int]
+    needed: Mapping[str, int] = field(default_factory=dict)
+    evidence: tuple[EvidenceRef, ...] = ()
+    breach_ts_ms: int | None = None
+    guard: GuardVerdict | None = None
+    detail: str = ""
+
+    @property
+    def breached(self) -> bool:
+        return self.state == "breached"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the judge concluded for one gate (or for promotion) at ``at_ms``.
+
+    ``step`` is the rung of the gate's ladder being taken (0-based). ``episode`` counts
+    this gate's breach episodes under the ticket revision. Together with the ticket
+    they make ``command_id``, so a restarted worker that re-derives the same decision
+    emits the same id, and downstream consumers treat the repeat as a no-op.
+    """
+
+    kind: DecisionKind
+    gate: str
+    action: str
+    flags: Mapping[FlagName, str | bool | float]
+    at_ms: int
+    command_id: str
+    result: GateResult
+    step: int = 0
+    episode: int = 0
+    segment: str | None = None
+    note: str = ""
