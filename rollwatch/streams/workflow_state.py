@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Final
 
 from rollwatch.events import Arm, Event
-from rollwatch.streams.codec import KIND_WORKFLOW, Reader, Writer, frame, unframe
+from rollwatch.streams.codec import KIND_WORKFLOW, Writer, frame, unframe
 from rollwatch.streams.config import StreamsConfig
 from rollwatch.streams.dedup import DedupRing
 from rollwatch.streams.errors import InvalidConfig
@@ -90,8 +90,7 @@ class WorkflowState:
             self.duplicates += 1
             return Applied.DUPLICATE
         ts = event.ts_ms
-        if ts > self._max_ts:
-            self._max_ts = ts
+        self._max_ts = max(self._max_ts, ts)
         route = self._routes.get(event.route)
         if route is None:
             route = self._routes[event.route] = RouteState(self.workflow, event.route, self.config)
@@ -116,8 +115,7 @@ class WorkflowState:
         see them); events older than it become late.
         """
         floor = watermark_ms + self.config.allowed_lateness_ms
-        if floor > self._max_ts:
-            self._max_ts = floor
+        self._max_ts = max(self._max_ts, floor)
         for route in self._routes.values():
             route.close_until(self._max_ts - self.config.allowed_lateness_ms)
 
@@ -201,9 +199,9 @@ class WorkflowState:
         w.sint(self._max_ts)
         for arms in (self._ticket_arms, self._learned_arms):
             w.uint(len(arms))
-            for arm, route in arms.items():
+            for arm, name in arms.items():
                 w.uint(_ARM_NAMES.index(arm))
-                w.text(route)
+                w.text(name)
         self._dedup.write(w)
         w.uint(len(self._routes))
         for route in self._routes.values():
