@@ -99,7 +99,8 @@ def flag_changes(ticket: Ticket, action: AnyAction) -> FlagChange:
         case FreezeRollout():
             pass
     if action.flags is not None:
-        implied.update(action.flags.model_dump(by_alias=True, exclude_none=True))
+        overrides = action.flags.model_dump(by_alias=True, exclude_none=True)
+        implied.update({name: overrides[name] for name in FLAG_NAMES if name in overrides})
     ordered = {name: implied[name] for name in FLAG_NAMES if name in implied}
     return FlagChange(
         action=action.type,

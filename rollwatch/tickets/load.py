@@ -170,10 +170,9 @@ def _clean_loc(loc: tuple[int | str, ...], data: Any) -> Loc:
     current = data
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
-        if isinstance(current, dict) and part in current:
-            out.append(part)
-            current = current[part]
-        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+        in_dict = isinstance(current, dict) and part in current
+        in_list = isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+        if in_dict or in_list:
             out.append(part)
             current = current[part]
         elif isinstance(current, dict) and last and isinstance(part, str) and part != "[key]":

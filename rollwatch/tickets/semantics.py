@@ -94,7 +94,7 @@ def semantic_issues(data: Any) -> list[Issue]:
     tools = any(r is not None and r.tool_schema_version is not None for r in (control, candidate))
 
     issues: list[Issue] = []
-    issues += _routes(control, candidate)
+    issues += _routes(control, candidate, _raw_route_name(data, "control"), _raw_route_name(data, "candidate"))
     if canary is not None:
         issues += _canary(canary)
     issues += _gates(data.get("gates"), estimates)
@@ -109,7 +109,16 @@ def semantic_issues(data: Any) -> list[Issue]:
     return issues
 
 
-def _routes(control: Route | None, candidate: Route | None) -> list[Issue]:
+def _raw_route_name(data: dict[str, Any], arm: str) -> str | None:
+    """The route string even when the rest of that route is invalid; it alone decides identity."""
+    section = data.get(arm)
+    name = section.get("route") if isinstance(section, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _routes(
+    control: Route | None, candidate: Route | None, control_name: str | None, candidate_name: str | None
+) -> list[Issue]:
     issues: list[Issue] = []
     for name, route in (("control", control), ("candidate", candidate)):
         if route is None:
@@ -120,15 +129,16 @@ def _routes(control: Route | None, candidate: Route | None) -> list[Issue]:
         for loc, text in dates:
             if text is not None and not _is_date(text):
                 issues.append((loc, f"{text!r} is not a calendar date"))
-    if control is None or candidate is None:
-        return issues
-    if control.route == candidate.route:
-        issues.append(
-            (("candidate", "route"), f"must differ from control.route ({control.route!r}): telemetry tells arms apart by route")
-        )
-    elif control.model_dump(exclude=set(_ROUTE_IDENTITY)) == candidate.model_dump(exclude=set(_ROUTE_IDENTITY)):
+    if control_name is not None and control_name == candidate_name:
+        message = f"must differ from control.route ({control_name!r}): telemetry tells arms apart by route"
+        issues.append((("candidate", "route"), message))
+    elif control is not None and candidate is not None and _behaviour(control) == _behaviour(candidate):
         issues.append((("candidate",), "is the control route under another name; a canary needs a change to test"))
     return issues
+
+
+def _behaviour(route: Route) -> dict[str, Any]:
+    return route.model_dump(exclude=set(_ROUTE_IDENTITY))
 
 
 def _is_date(text: str) -> bool:
@@ -198,7 +208,10 @@ def _gate(gate: AnyGate, estimates: Estimates | None) -> Iterator[Issue]:
         case SchemaFailureGate():
             window = ("window_calls", gate.window_calls)
             if gate.control_rate_below > gate.rate_above:
-                yield ("control_rate_below",), f"must not exceed rate_above ({gate.rate_above:g}) or a candidate no worse than control could fire"
+                yield (
+                    ("control_rate_below",),
+                    f"must not exceed rate_above ({gate.rate_above:g}) or a candidate no worse than control could fire",
+                )
         case LatencyRegressionGate():
             if gate.baseline_window < gate.window:
                 yield ("baseline_window",), f"must be at least window ({format_duration(gate.window)})"
@@ -266,20 +279,24 @@ def _action(loc: Loc, action: AnyAction, authority: Authority | None, tools: boo
         yield (*floc, "ai.tools.enabled"), "a rollback may not turn tool execution on"
     if flags.action_mode == "auto":
         yield (*floc, "ai.action.mode"), "a rollback may not switch actions to auto"
-    implied: dict[ActionType, tuple[str, object, object]] = {
-        "disable_tools": ("ai.tools.enabled", flags.tools_enabled, False),
-        "disable_segment": ("ai.action.mode", flags.action_mode, "disabled"),
-    }
-    if action.type in ("set_action_mode", "set_route_mode"):
-        flag = "ai.action.mode" if action.type == "set_action_mode" else "ai.route.mode"
-        given = flags.action_mode if action.type == "set_action_mode" else flags.route_mode
-        implied[action.type] = (flag, given, getattr(action, "mode", None))
-    if action.type == "reduce_rollout":
-        implied["reduce_rollout"] = ("ai.rollout.percent", flags.rollout_percent, getattr(action, "percent", None))
-    if action.type in implied:
-        flag, given, expected = implied[action.type]
-        if given is not None and given != expected:
-            yield (*floc, flag), f"contradicts the {action.type} action, which sets it to {expected!r}"
+    expected = _IMPLIED.get(action.type)
+    if expected is not None:
+        flag, value = expected
+        if value is None:  # the action's own parameter decides the value
+            value = getattr(action, "mode", None) if flag != "ai.rollout.percent" else getattr(action, "percent", None)
+        given = flags.model_dump(by_alias=True).get(flag)
+        if given is not None and given != value:
+            yield (*floc, flag), f"contradicts the {action.type} action, which sets it to {value!r}"
+
+
+_IMPLIED: Final[dict[ActionType, tuple[str, object]]] = {
+    "disable_tools": ("ai.tools.enabled", False),
+    "disable_segment": ("ai.action.mode", "disabled"),
+    "set_action_mode": ("ai.action.mode", None),
+    "set_route_mode": ("ai.route.mode", None),
+    "reduce_rollout": ("ai.rollout.percent", None),
+}
+"""The flag each fixed-value action writes; an override of it with another value is a contradiction."""
 
 
 def _with_overrides(action: AnyAction) -> str:
@@ -298,7 +315,8 @@ def _messages(messages: CustomerMessages) -> Iterator[Issue]:
         if key not in known:
             yield (
                 ("customer_messages", "on_action", kind),
-                f"{key!r} is neither a built-in message ({', '.join(CUSTOMER_MESSAGES)}) nor in customer_messages.texts",
+                f"{key!r} is neither a built-in message ({', '.join(CUSTOMER_MESSAGES)}) "
+                "nor in customer_messages.texts",
             )
 
 

@@ -67,7 +67,8 @@ _FLOAT: Final = re.compile(
     r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
 )
 _CoreLoader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""])
-_CoreLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_BOOL: Final = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_CoreLoader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL, list("tTfF"))
 _CoreLoader.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
 _CoreLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+.0123456789"))
 _CoreLoader.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
@@ -150,9 +151,8 @@ def _walk(node: Node, loc: Loc, source: SourceMap, active: set[int]) -> None:
                 continue
             child = (*loc, key)
             if key in seen:
-                source.problems.append(
-                    YamlProblem(line, child, f"duplicate key (first on line {seen[key]}); only the last value would be used")
-                )
+                message = f"duplicate key (first on line {seen[key]}); only the last value would be used"
+                source.problems.append(YamlProblem(line, child, message))
             seen[key] = line
             source.lines[child] = line
             _walk(value_node, child, source, active)
