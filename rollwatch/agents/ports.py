@@ -8,45 +8,12 @@ JSONL file and the live worker drive the same engine, so they cannot disagree.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rollwatch.commands import RollbackCommand
 from rollwatch.events import Event
+from rollwatch.gates.result import ApplyStats, Emission, GateReading
 
 __all__ = ["ApplyStats", "Emission", "EngineFactory", "GateReading", "WorkflowEngine"]
-
-
-@dataclass(frozen=True, slots=True)
-class ApplyStats:
-    """What happened to a batch of events of one workflow."""
-
-    applied: int
-    late: int
-    duplicates: int
-
-
-@dataclass(frozen=True, slots=True)
-class Emission:
-    """A command to publish, with the event time of the event that breached the gate.
-
-    ``breach_ts_ms`` feeds the detection-latency histogram (breach event time to emission).
-    """
-
-    command: RollbackCommand
-    breach_ts_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class GateReading:
-    """One gate's current value for one arm, for /metrics and the status endpoint."""
-
-    gate: str
-    arm: str
-    metric: str
-    value: float | None
-    threshold: float | None
-    state: str  # "breached" | "healthy" | "insufficient"
 
 
 class WorkflowEngine(Protocol):

@@ -92,9 +92,7 @@ def _settle_ms(ticket: Ticket, gate_name: str, step: int) -> int:
     return int(wait) if wait is not None else DEFAULT_SETTLE_MS
 
 
-def _rollback(
-    ticket: Ticket, memory: JudgeMemory, result: GateResult, action: AnyAction, now_ms: int
-) -> Decision:
+def _rollback(ticket: Ticket, memory: JudgeMemory, result: GateResult, action: AnyAction, now_ms: int) -> Decision:
     mem = memory.gates[result.gate]
     cid = command_id(ticket.ticket, ticket.revision, result.gate, mem.episode, mem.step)
     change = flag_changes(ticket, action)
@@ -103,8 +101,17 @@ def _rollback(
     if not may_issue(ticket, principal, action):
         who = ", ".join(issuers(ticket, action)) or "nobody"
         return Decision(
-            "escalate", result.gate, action.type, dict(change.flags), now_ms, cid, result, mem.step, mem.episode,
-            segment, note=f"{principal} may not {action.type}; page {who}",
+            "escalate",
+            result.gate,
+            action.type,
+            dict(change.flags),
+            now_ms,
+            cid,
+            result,
+            mem.step,
+            mem.episode,
+            segment,
+            note=f"{principal} may not {action.type}; page {who}",
         )
     if change.hold_rollout:
         memory.frozen = True

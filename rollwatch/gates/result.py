@@ -11,10 +11,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
+from rollwatch.commands import RollbackCommand
 from rollwatch.gates.sequential import GuardVerdict
 from rollwatch.tickets.catalogue import FlagName
 
-__all__ = ["Decision", "DecisionKind", "EvidenceRef", "GateResult", "GateState"]
+__all__ = [
+    "ApplyStats",
+    "Decision",
+    "DecisionKind",
+    "Emission",
+    "EvidenceRef",
+    "GateReading",
+    "GateResult",
+    "GateState",
+]
 
 GateState: TypeAlias = Literal["breached", "healthy", "insufficient"]
 DecisionKind: TypeAlias = Literal["rollback", "promote", "hold", "escalate"]
@@ -82,3 +92,35 @@ class Decision:
     episode: int = 0
     segment: str | None = None
     note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyStats:
+    """What happened to a batch of events of one workflow."""
+
+    applied: int
+    late: int
+    duplicates: int
+
+
+@dataclass(frozen=True, slots=True)
+class Emission:
+    """A command to publish, with the event time of the event that breached the gate.
+
+    ``breach_ts_ms`` feeds the detection-latency histogram (breach event time to emission).
+    """
+
+    command: RollbackCommand
+    breach_ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class GateReading:
+    """One gate's current value for one arm, for /metrics and the status endpoint."""
+
+    gate: str
+    arm: str
+    metric: str
+    value: float | None
+    threshold: float | None
+    state: str  # "breached" | "healthy" | "insufficient"

@@ -1,0 +1,303 @@
+"""The workflow engine: one workflow's windows, its release ticket and the judge's memory.
+
+This is the single implementation of "events in, commands out". The faust worker
+calls it per batch and on a timer, and ``rollwatch replay`` calls it per file chunk, so
+a recorded incident replays to the same decisions the live worker made. It satisfies
+:class:`rollwatch.agents.ports.WorkflowEngine`.
+
+Gates scoped to a ``segment`` read a second :class:`WorkflowState` that is fed only
+that segment's events. This keeps the per-route windows segment-agnostic and cheap.
+
+Checkpoint format: a 4-byte length, an orjson header (ticket bytes, judge memory,
+release start), then the length-prefixed :meth:`WorkflowState.to_bytes` of the
+workflow and of each segment. There is no pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import orjson
+
+from rollwatch.commands import (
+    CustomerMessage,
+    Evidence,
+    Reason,
+    RollbackCommand,
+    TicketRef,
+)
+from rollwatch.events import Event
+from rollwatch.gates.errors import EngineStateError
+from rollwatch.gates.evaluate import Arms, evaluate_gate, format_duration
+from rollwatch.gates.judge import JudgeMemory, judge
+from rollwatch.gates.promotion import evaluate_promotion
+from rollwatch.gates.result import ApplyStats, Decision, Emission, GateReading, GateResult
+from rollwatch.streams.config import StreamsConfig
+from rollwatch.streams.workflow_state import WorkflowState
+from rollwatch.tickets.gates import CostPerTaskGate, ReviewRejectionGate, SafetyBlocksGate, SchemaFailureGate
+from rollwatch.tickets.load import load_ticket_bytes
+from rollwatch.tickets.messages import customer_message
+from rollwatch.tickets.model import Ticket
+
+__all__ = ["COMMAND_TTL_MS", "Engine", "EngineFactoryImpl", "streams_config_for"]
+
+COMMAND_TTL_MS: Final = 60 * 60_000
+"""A command older than this is refused by consumers; a fresh decision supersedes it."""
+_FORMAT: Final = 1
+
+
+_WINDOWS: Final[dict[type, tuple[str, str]]] = {
+    SchemaFailureGate: ("schema_window", "window_calls"),
+    ReviewRejectionGate: ("review_window", "window_reviews"),
+    SafetyBlocksGate: ("safety_window", "window_requests"),
+    CostPerTaskGate: ("task_window", "window_tasks"),
+}
+
+
+def streams_config_for(ticket: Ticket | None, base: StreamsConfig | None = None) -> StreamsConfig:
+    """Count windows wide enough for every count-based gate of the ticket (seed sizes at least)."""
+    config = base or StreamsConfig()
+    if ticket is None:
+        return config
+    sizes: dict[str, Any] = {}
+    for gate in ticket.gates:
+        if type(gate) in _WINDOWS:
+            field, attr = _WINDOWS[type(gate)]
+            sizes[field] = max(sizes.get(field, getattr(config, field)), int(getattr(gate, attr)))
+    return replace(config, **sizes)
+
+
+class Engine:
+    """Events in, commands out, for one workflow."""
+
+    def __init__(self, workflow: str, *, config: StreamsConfig | None = None) -> None:
+        self._workflow = workflow
+        self._base_config = config or StreamsConfig()
+        self.ticket: Ticket | None = None
+        self._ticket_raw = b""
+        self.state = WorkflowState(workflow, self._base_config)
+        self.segments: dict[str, WorkflowState] = {}
+        self.memory = JudgeMemory()
+        self.release_start_ms: int | None = None
+        self.last_results: list[GateResult] = []
+        self.last_decisions: list[Decision] = []
+
+    @property
+    def workflow(self) -> str:
+        return self._workflow
+
+    # -- ticket ------------------------------------------------------------------------------
+
+    def set_ticket(self, ticket: bytes) -> None:
+        """Install a ticket from YAML/JSON bytes; raises :class:`TicketError` with every problem."""
+        parsed = load_ticket_bytes(ticket, f"releases/{self._workflow}")
+        self.install(parsed, ticket)
+
+    def install(self, ticket: Ticket, raw: bytes = b"") -> None:
+        if ticket.workflow != self._workflow:
+            raise EngineStateError(f"ticket {ticket.ticket} governs {ticket.workflow!r}, not {self._workflow!r}")
+        changed = self.ticket is None or (self.ticket.ticket, self.ticket.revision) != (ticket.ticket, ticket.revision)
+        config = streams_config_for(ticket, self._base_config)
+        if config != self.state.config:
+            # Wider windows than the state was built with: start the windows afresh.
+            self.state = WorkflowState(self._workflow, config)
+        self.ticket, self._ticket_raw = ticket, raw or orjson.dumps(ticket.model_dump(mode="json", by_alias=True))
+        self.state.set_arms(control=ticket.control.route, candidate=ticket.candidate.route)
+        wanted = {g.segment for g in ticket.gates if g.segment is not None}
+        self.segments = {s: self.segments.get(s) or WorkflowState(self._workflow, config) for s in wanted}
+        for segment_state in self.segments.values():
+            segment_state.set_arms(control=ticket.control.route, candidate=ticket.candidate.route)
+        if changed:
+            self.release_start_ms = self.state.max_ts_ms
+
+    # -- events ------------------------------------------------------------------------------
+
+    def apply(self, events: Sequence[Event]) -> ApplyStats:
+        result = self.state.apply_many(events)
+        if self.segments:
+            for event in events:
+                segment_state = self.segments.get(event.segment) if event.segment else None
+                if segment_state is not None:
+                    segment_state.apply(event)
+        if self.ticket is not None and self.release_start_ms is None:
+            self.release_start_ms = min((e.ts_ms for e in events), default=None)
+        return ApplyStats(result.applied, result.late, result.duplicate)
+
+    # -- judging -----------------------------------------------------------------------------
+
+    def evaluate(self, now_ms: int) -> list[Emission]:
+        """Judge every gate at ``now_ms`` and turn rollbacks and promotions into commands."""
+        ticket = self.ticket
+        if ticket is None:
+            return []
+        start = self.release_start_ms if self.release_start_ms is not None else now_ms
+        results = []
+        for gate in ticket.gates:
+            source = self.segments[gate.segment] if gate.segment is not None else self.state
+            arms = Arms(source.candidate, source.control, ticket, start)
+            results.append(evaluate_gate(gate, arms, now_ms))
+        promotion = evaluate_promotion(ticket, Arms(self.state.candidate, self.state.control, ticket, start), now_ms)
+        decisions = judge(ticket, results, self.memory, now_ms, promotion)
+        self.last_results, self.last_decisions = results, decisions
+        emissions = []
+        for decision in decisions:
+            if decision.kind in ("rollback", "promote"):
+                breach = decision.result.breach_ts_ms if decision.result.breach_ts_ms is not None else now_ms
+                emissions.append(Emission(self.command(decision), breach))
+        return emissions
+
+    def command(self, decision: Decision) -> RollbackCommand:
+        ticket = self.ticket
+        assert ticket is not None
+        result = decision.result
+        issued = datetime.fromtimestamp(decision.at_ms / 1000, UTC)
+        message = customer_message(ticket, decision.action) if decision.kind == "rollback" else None  # type: ignore[arg-type]
+        return RollbackCommand(
+            command_id=decision.command_id,
+            issued_at=issued,
+            workflow=self._workflow,
+            segment=decision.segment,
+            action=decision.action,  # type: ignore[arg-type]
+            flags=dict(decision.flags),  # type: ignore[arg-type]
+            reason=Reason(
+                gate=decision.gate,
+                metric=result.metric,
+                observed=result.observed,
+                threshold=result.threshold,
+                control=result.control,
+                window=result.window,
+                samples=dict(result.samples),
+                detail=result.detail or decision.note or None,
+            ),
+            evidence=Evidence(
+                trace_ids=[e.trace_id for e in result.evidence if e.trace_id][:100],
+                event_ids=[e.event_id for e in result.evidence][:100],
+                attachments=list(ticket.evidence),
+            ),
+            issued_by=ticket.owners.automation,
+            ticket=TicketRef(id=ticket.ticket, revision=ticket.revision),
+            customer_message=CustomerMessage(key=message.key, text=message.text) if message else None,
+            expires_at=issued + timedelta(milliseconds=COMMAND_TTL_MS),
+        )
+
+    def readings(self) -> list[GateReading]:
+        return [
+            GateReading(r.gate, "candidate", r.metric, r.observed, r.threshold, r.state) for r in self.last_results
+        ] + [
+            GateReading(r.gate, "control", r.metric, r.control, None, r.state)
+            for r in self.last_results
+            if r.control is not None
+        ]
+
+    def status(self) -> dict[str, Any]:
+        ticket = self.ticket
+        routes = {
+            name: {
+                "calls": route.calls,
+                "reviews": route.reviews,
+                "complaints": route.complaints,
+                "late_events": route.late_events,
+                "arm": route.last_arm,
+            }
+            for name, route in self.state.routes.items()
+        }
+        return {
+            "workflow": self._workflow,
+            "ticket": None if ticket is None else {"id": ticket.ticket, "revision": ticket.revision},
+            "arms": {"control": self.state.arm_route("control"), "candidate": self.state.arm_route("candidate")},
+            "rollout_percent": self.memory.rollout_percent,
+            "frozen": self.memory.frozen,
+            "rolled_back": self.memory.rolled_back,
+            "routes": routes,
+            "duplicates": self.state.duplicates,
+            "gates": [
+                {
+                    "gate": r.gate,
+                    "kind": r.kind,
+                    "state": r.state,
+                    "metric": r.metric,
+                    "observed": r.observed,
+                    "threshold": r.threshold,
+                    "control": r.control,
+                    "window": r.window,
+                    "samples": dict(r.samples),
+                    "needed": dict(r.needed),
+                    "detail": r.detail,
+                }
+                for r in self.last_results
+            ],
+            "last_decisions": [
+                {
+                    "kind": d.kind,
+                    "gate": d.gate,
+                    "action": d.action,
+                    "command_id": d.command_id,
+                    "at_ms": d.at_ms,
+                    "note": d.note,
+                }
+                for d in self.last_decisions
+            ],
+            "window_span": format_duration(30 * 60_000),
+        }
+
+    # -- checkpoint --------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        header = orjson.dumps(
+            {
+                "format": _FORMAT,
+                "workflow": self._workflow,
+                "ticket": base64.b64encode(self._ticket_raw).decode() if self.ticket is not None else None,
+                "memory": self.memory.to_dict(),
+                "release_start_ms": self.release_start_ms,
+                "segments": sorted(self.segments),
+            }
+        )
+        parts = [header, self.state.to_bytes(), *(self.segments[s].to_bytes() for s in sorted(self.segments))]
+        return b"".join(struct.pack(">I", len(p)) + p for p in parts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, config: StreamsConfig | None = None) -> Engine:
+        try:
+            parts: list[bytes] = []
+            offset = 0
+            while offset < len(data):
+                (size,) = struct.unpack_from(">I", data, offset)
+                parts.append(data[offset + 4 : offset + 4 + size])
+                offset += 4 + size
+            header = orjson.loads(parts[0])
+            if header.get("format") != _FORMAT:
+                raise EngineStateError(f"engine checkpoint format {header.get('format')!r} is not {_FORMAT}")
+            engine = cls(header["workflow"], config=config)
+            if header["ticket"] is not None:
+                raw = base64.b64decode(header["ticket"])
+                engine.install(load_ticket_bytes(raw, f"checkpoint/{header['workflow']}"), raw)
+            engine.state = WorkflowState.from_bytes(parts[1])
+            engine.segments = {
+                name: WorkflowState.from_bytes(blob) for name, blob in zip(header["segments"], parts[2:], strict=True)
+            }
+            engine.memory = JudgeMemory.from_dict(header["memory"])
+            engine.release_start_ms = header["release_start_ms"]
+            return engine
+        except EngineStateError:
+            raise
+        except Exception as exc:
+            raise EngineStateError(f"corrupt engine checkpoint: {exc}") from exc
+
+
+class EngineFactoryImpl:
+    """Builds and restores engines; the worker and replay share it."""
+
+    def __init__(self, config: StreamsConfig | None = None) -> None:
+        self.config = config
+
+    def new(self, workflow: str) -> Engine:
+        return Engine(workflow, config=self.config)
+
+    def restore(self, data: bytes) -> Engine:
+        return Engine.from_bytes(data, config=self.config)
