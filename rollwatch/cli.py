@@ -17,7 +17,9 @@ import typer
 
 from rollwatch import __version__
 from rollwatch.errors import RollwatchError
+from rollwatch.replay_cli import replay
 from rollwatch.settings import Settings, load_settings
+from rollwatch.tickets.cli import ticket_app
 
 __all__ = ["app", "main"]
 
@@ -32,6 +34,8 @@ topics_app = typer.Typer(help="Kafka topics rollwatch uses.", no_args_is_help=Tr
 config_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
+app.add_typer(ticket_app, name="ticket")
+app.command()(replay)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file (else $ROLLWATCH_CONFIG).")

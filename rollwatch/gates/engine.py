@@ -33,7 +33,7 @@ from rollwatch.commands import (
 )
 from rollwatch.events import Event
 from rollwatch.gates.errors import EngineStateError
-from rollwatch.gates.evaluate import Arms, evaluate_gate, format_duration
+from rollwatch.gates.evaluate import Arms, evaluate_gate
 from rollwatch.gates.judge import JudgeMemory, judge
 from rollwatch.gates.promotion import evaluate_promotion
 from rollwatch.gates.result import ApplyStats, Decision, Emission, GateReading, GateResult
@@ -242,7 +242,6 @@ class Engine:
                 }
                 for d in self.last_decisions
             ],
-            "window_span": format_duration(30 * 60_000),
         }
 
     # -- checkpoint --------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from rollwatch.gates.sequential import GuardVerdict, difference_above, rate_abov
 from rollwatch.streams.count_window import CountWindow
 from rollwatch.streams.evidence import Evidence, EvidenceKind
 from rollwatch.streams.route_state import RouteState
+from rollwatch.tickets.durations import format_duration
 from rollwatch.tickets.gates import (
     AnyGate,
     ComplaintsGate,
@@ -37,7 +38,7 @@ from rollwatch.tickets.gates import (
 )
 from rollwatch.tickets.model import Ticket
 
-__all__ = ["Arms", "evaluate_gate", "format_duration"]
+__all__ = ["Arms", "evaluate_gate"]
 
 MAX_EVIDENCE = 20
 
@@ -50,13 +51,6 @@ class Arms:
     control: RouteState | None
     ticket: Ticket
     release_start_ms: int
-
-
-def format_duration(ms: int) -> str:
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
 
 
 def _alpha(gate: Any) -> float | None:

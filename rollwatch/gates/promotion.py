@@ -10,9 +10,10 @@ healthy, so this reports healthy.
 
 from __future__ import annotations
 
-from rollwatch.gates.evaluate import Arms, format_duration
+from rollwatch.gates.evaluate import Arms
 from rollwatch.gates.result import GateResult, GateState
 from rollwatch.streams.route_state import RouteState
+from rollwatch.tickets.durations import format_duration
 from rollwatch.tickets.model import DoublingPromotion, Ticket
 
 __all__ = ["evaluate_promotion"]
