@@ -588,6 +588,8 @@ class TimeWindows:
             bucket = windows._fine[slot] = Bucket.read(r, index, windows.mapping)
             if index >= windows._open_from:
                 bucket.latency.thaw()
+            else:
+                bucket.latency.freeze()
         if r.flag():
             windows._coarse_newest = r.sint()
         if r.flag():
@@ -603,7 +605,9 @@ class TimeWindows:
             if windows._coarse[slot] is not None:
                 raise r.fail(f"coarse bucket {index} appears twice")
             bucket = windows._coarse[slot] = Bucket.read(r, index, windows.mapping)
-            if not frozen:
+            if frozen:
+                bucket.latency.freeze()
+            else:
                 bucket.latency.thaw()
         return windows
 

@@ -123,11 +123,12 @@ class WorkflowState:
 
     def set_arms(self, control: str | None = None, candidate: str | None = None, shadow: str | None = None) -> None:
         """Fix which route plays each arm (from a release ticket); None leaves an arm to the events."""
-        self._ticket_arms = {
-            arm: route
-            for arm, route in (("control", control), ("candidate", candidate), ("shadow", shadow))
-            if route is not None
-        }
+        chosen: tuple[tuple[Arm, str | None], ...] = (
+            ("control", control),
+            ("candidate", candidate),
+            ("shadow", shadow),
+        )
+        self._ticket_arms = {arm: route for arm, route in chosen if route is not None}
 
     def arm_route(self, arm: Arm) -> str | None:
         """The route name playing ``arm``: the ticket's if set, else the last one events named."""
