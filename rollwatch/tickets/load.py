@@ -164,10 +164,15 @@ def _check(data: Any, source: str, lines: SourceMap) -> Ticket | list[TicketProb
     return sorted(problems, key=lambda p: (p.line, p.field))
 
 
-def _clean_loc(loc: tuple[int | str, ...], data: Any) -> Loc:
-    """Follow a pydantic location through the data, dropping union tags and ``[key]`` markers."""
+def _clean_loc(loc: tuple[int | str, ...], data: Any) -> tuple[Loc, str]:
+    """Follow a pydantic location through the data, dropping union tags and ``[key]`` markers.
+
+    Also returns where the last union tag came from (``kind is complaints``), which says
+    whose fields an unknown key was compared with.
+    """
     out: list[str | int] = []
     current = data
+    variant = ""
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
         in_dict = isinstance(current, dict) and part in current
@@ -177,12 +182,14 @@ def _clean_loc(loc: tuple[int | str, ...], data: Any) -> Loc:
             current = current[part]
         elif isinstance(current, dict) and last and isinstance(part, str) and part != "[key]":
             out.append(part)  # a missing field
-    return tuple(out)
+        elif isinstance(current, dict):
+            variant = next((f"{key} is {part}" for key in _TAGS if current.get(key) == part), variant)
+    return tuple(out), variant
 
 
 def _describe(error: ErrorDetails, data: Any) -> tuple[Loc, str]:
     kind = error["type"]
-    loc = _clean_loc(error["loc"], data)
+    loc, variant = _clean_loc(error["loc"], data)
     value = error["input"]
     ctx = error.get("ctx", {})
     if error["loc"] and error["loc"][-1] == "[key]":
@@ -196,9 +203,12 @@ def _describe(error: ErrorDetails, data: Any) -> tuple[Loc, str]:
         return loc, "is required"
     if kind == "extra_forbidden":
         name = str(loc[-1]) if loc else ""
+        where = f"when {variant}" if variant else "here"
+        if name in _known_fields():
+            return loc, f"is not a field {where}"
         close = difflib.get_close_matches(name, _known_fields(), n=1, cutoff=0.75)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        return loc, f"is not a field here{hint}"
+        return loc, f"is not a field {where}{hint}"
     if kind in _EXPECTED:
         hint = ""
         if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 
 from rollwatch.tickets.model import Ticket
 from rollwatch.tickets.yamlsource import Loc, read_yaml
@@ -13,6 +13,8 @@ from rollwatch.tickets.yamlsource import Loc, read_yaml
 ROOT: Final = Path(__file__).resolve().parents[2]
 EXAMPLES: Final = ROOT / "examples"
 GOOD_EXAMPLES: Final = ("support-summary", "order-agent", "refund-drafting")
+
+T = TypeVar("T")
 
 
 def example_path(name: str) -> Path:
@@ -35,16 +37,16 @@ def get(doc: Any, loc: Loc) -> Any:
     return doc
 
 
-def replaced(doc: Any, loc: Loc, value: Any) -> Any:
+def replaced(doc: T, loc: Loc, value: Any) -> T:
     """A deep copy of ``doc`` with the value at ``loc`` replaced."""
     out = copy.deepcopy(doc)
     if not loc:
-        return copy.deepcopy(value)
+        return cast(T, copy.deepcopy(value))
     get(out, loc[:-1])[loc[-1]] = copy.deepcopy(value)
     return out
 
 
-def removed(doc: Any, loc: Loc) -> Any:
+def removed(doc: T, loc: Loc) -> T:
     """A deep copy of ``doc`` without the key or item at ``loc``."""
     out = copy.deepcopy(doc)
     del get(out, loc[:-1])[loc[-1]]

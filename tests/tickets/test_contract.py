@@ -49,7 +49,10 @@ def _models() -> Iterator[type[BaseModel]]:
             yield model
 
 
-@pytest.mark.parametrize("model", sorted(_models(), key=lambda m: m.__name__), ids=lambda m: m.__name__)
+MODELS: Final = sorted(_models(), key=lambda m: m.__name__)
+
+
+@pytest.mark.parametrize("model", MODELS, ids=[m.__name__ for m in MODELS])
 def test_every_model_has_a_schema_def_with_the_same_fields(model: type[BaseModel]) -> None:
     node = SCHEMA if model is Ticket else SCHEMA["$defs"][model.__name__]
     fields = {info.alias or name: info for name, info in model.model_fields.items()}
@@ -70,7 +73,9 @@ def _assert_agree(validator: jsonschema.Draft202012Validator, validate: Callable
     python_ok, python_errors = _python_ok(validate, doc)
     if validator.is_valid(doc) != python_ok:
         schema_errors = [e.message for e in validator.iter_errors(doc)]
-        pytest.fail(f"schema says {schema_errors or 'valid'}; pydantic says {python_errors or 'valid'}; document {doc!r}")
+        pytest.fail(
+            f"schema says {schema_errors or 'valid'}; pydantic says {python_errors or 'valid'}; document {doc!r}"
+        )
     return python_ok
 
 
@@ -101,18 +106,45 @@ ACCEPTED: Final[list[tuple[str, dict[str, Any]]]] = [
     ("no offline run", replaced(MINIMAL, ("canary", "offline_tickets"), 0)),
     ("hold of zero", replaced(MINIMAL, ("canary", "hold"), "0s")),
     ("every fallback", replaced(MINIMAL, ("fallbacks",), {p: {} for p in ("previous_route", "batch", "human_review")})),
-    ("custom message text", replaced(MINIMAL, ("customer_messages", "texts"), {"refund_delayed": "Refunds are slower."})),
-    ("all flag overrides", replaced(MINIMAL, ("first_rollback", 0, "flags"), {
-        "ai.route.provider": "x", "ai.route.mode": "batch", "ai.prompt.version": "p1",
-        "ai.tools.enabled": False, "ai.action.mode": "review", "ai.rollout.percent": 0,
-    })),
+    (
+        "custom message text",
+        replaced(MINIMAL, ("customer_messages", "texts"), {"refund_delayed": "Refunds are slower."}),
+    ),
+    (
+        "all flag overrides",
+        replaced(
+            MINIMAL,
+            ("first_rollback", 0, "flags"),
+            {
+                "ai.route.provider": "x",
+                "ai.route.mode": "batch",
+                "ai.prompt.version": "p1",
+                "ai.tools.enabled": False,
+                "ai.action.mode": "review",
+                "ai.rollout.percent": 0,
+            },
+        ),
+    ),
     ("named segments", replaced(MINIMAL, ("first_rollback", 1, "segments"), ["a", "b"])),
     # Structurally fine, refused only by the semantic layer (see test_semantic_only_problems_pass_the_schema).
     ("same route names", replaced(MINIMAL, ("candidate", "route"), MINIMAL["control"]["route"])),
-    ("quality threshold the wrong way", replaced(MINIMAL, ("gates", 0), {
-        "name": "q", "kind": "threshold", "metric": "avg_quality_score", "direction": "above", "value": 3.0,
-        "window": "60m", "min_samples": 50, "action": {"type": "restore_route"},
-    })),
+    (
+        "quality threshold the wrong way",
+        replaced(
+            MINIMAL,
+            ("gates", 0),
+            {
+                "name": "q",
+                "kind": "threshold",
+                "metric": "avg_quality_score",
+                "direction": "above",
+                "value": 3.0,
+                "window": "60m",
+                "min_samples": 50,
+                "action": {"type": "restore_route"},
+            },
+        ),
+    ),
 ]
 
 REJECTED: Final[list[tuple[str, Any]]] = [
@@ -208,7 +240,9 @@ def _fragments(section: str) -> list[Any]:
             items = doc["gates"]
         elif section == "action":
             items = list(doc["first_rollback"]) + [
-                a for g in doc["gates"] for a in ([g["action"]] if "action" in g else [s["action"] for s in g["ladder"]])
+                a
+                for g in doc["gates"]
+                for a in ([g["action"]] if "action" in g else [s["action"] for s in g["ladder"]])
             ]
         elif section == "route":
             items = [doc["control"], doc["candidate"]]

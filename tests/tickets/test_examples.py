@@ -24,7 +24,7 @@ BAD_PROBLEMS = [
     (66, "gates[2].direction", "must be below for avg_quality_score: lower quality is worse"),
     (73, "gates[3].kind", "got 'safety_block'"),
     (77, "gates[3].action.type", "no role in authority may issue disable_segment"),
-    (84, "gates[4].gaurd", "is not a field here; did you mean 'guard'?"),
+    (84, "gates[4].gaurd", "is not a field when kind is review_rejection; did you mean 'guard'?"),
     (85, "gates[4].action.type", "no role in authority may issue disable_segment"),
     (93, "evidence[1]", "got 'screenshots'"),
     (95, "owners.incident_commander", "is required"),
@@ -94,4 +94,3 @@ def test_examples_use_every_action_type_between_them() -> None:
         ticket = load_ticket(example_path(name))
         used |= {a.type for g in ticket.gates for a in g.actions} | {a.type for a in ticket.first_rollback}
     assert used == set(ACTION_TYPES)
-
