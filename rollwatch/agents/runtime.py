@@ -1,0 +1,447 @@
+"""The worker's state and logic, with no faust in it: engines per workflow, tickets, dedup.
+
+Everything here is synchronous and does no I/O: methods take consumed records and return
+the messages to produce (:class:`~rollwatch.agents.records.Outgoing`). The faust glue in
+:mod:`rollwatch.agents.app` decides when to call them and in which order the results are
+delivered, which is what the commit-order guarantee rests on.
+
+Engines are isolated from each other: an exception from one workflow's engine is logged
+and counted (``rollwatch_engine_errors``) and the other workflows go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.partitioner import DefaultPartitioner
+
+from rollwatch.agents.checkpoint import decode_checkpoint, encode_checkpoint
+from rollwatch.agents.deadletter import dead_letter
+from rollwatch.agents.errors import CheckpointError
+from rollwatch.agents.metrics import GateSnapshot, Metrics
+from rollwatch.agents.ports import EngineFactory, GateReading, WorkflowEngine
+from rollwatch.agents.records import Outgoing, SourceRecord
+from rollwatch.commands import encode_command
+from rollwatch.errors import InvalidEventError
+from rollwatch.events import DecodedMessage, Event, Rejected, decode_message
+
+__all__ = ["BoundedSet", "Fold", "Judgement", "Runtime", "Slot", "Topics"]
+
+log = logging.getLogger(__name__)
+_partitioner = DefaultPartitioner()
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    telemetry: str
+    control: str
+    deadletter: str
+    releases: str
+    changelog: str
+
+
+@dataclass(slots=True)
+class Slot:
+    """One workflow's engine and its place in the telemetry log."""
+
+    workflow: str
+    engine: WorkflowEngine
+    home: int
+    applied: dict[int, int] = field(default_factory=dict)
+    ticket: bytes | None = None
+    """The ticket bytes last installed on *this* engine object (None after a restore)."""
+    pending: list[Event] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Fold:
+    """The result of folding one batch: dead letters to send and the workflows it touched."""
+
+    deadletters: list[Outgoing]
+    touched: list[Slot]
+    events: int = 0
+
+
+@dataclass(slots=True)
+class Judgement:
+    commands: list[Outgoing]
+    emitted: list[Slot]
+
+
+class BoundedSet:
+    """The most recent ``limit`` keys, oldest forgotten first (a dict keeps insertion order)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._keys: dict[str, None] = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def add(self, key: str) -> None:
+        self._keys[key] = None
+        if len(self._keys) > self._limit:
+            del self._keys[next(iter(self._keys))]
+
+
+def _group(events: list[Event]) -> Iterable[tuple[str, list[Event]]]:
+    """Events of one message by workflow; one message nearly always holds one workflow."""
+    first = events[0].workflow
+    for event in events:
+        if event.workflow != first:
+            break
+    else:
+        return ((first, events),)
+    groups: dict[str, list[Event]] = {}
+    for event in events:
+        groups.setdefault(event.workflow, []).append(event)
+    return groups.items()
+
+
+def _text(key: bytes | None) -> str:
+    return key.decode("utf-8", "replace") if key else "unknown"
+
+
+class Runtime:
+    """Engines held in memory, keyed by workflow; created on first event or restored from checkpoints."""
+
+    def __init__(
+        self,
+        factory: EngineFactory,
+        *,
+        topics: Topics,
+        partitions: int,
+        metrics: Metrics,
+        worker: str,
+        max_command_ids: int = 100_000,
+    ) -> None:
+        self.factory = factory
+        self.topics = topics
+        self.partitions = partitions
+        self.metrics = metrics
+        self.worker = worker
+        self.slots: dict[str, Slot] = {}
+        self.tickets: dict[str, bytes] = {}
+        self.sent = BoundedSet(max_command_ids)
+        self.assigned: frozenset[int] | None = None
+        self.recovered = False
+        self.positions: dict[int, int] = {}
+        self.totals = {"messages": 0, "events": 0, "batches": 0, "replayed": 0, "deadletters": 0, "commands": 0}
+        self.first_batch_at: float | None = None
+        self.last_batch_at: float | None = None
+
+    # -- ownership -------------------------------------------------------------------------
+
+    def key_partition(self, workflow: str) -> int:
+        """The telemetry partition a producer with the default (murmur2) partitioner picks for this key."""
+        every = list(range(self.partitions))
+        return int(_partitioner(workflow.encode(), every, every))
+
+    def owns(self, workflow: str) -> bool:
+        if workflow in self.slots:
+            return True
+        return self.assigned is not None and self.key_partition(workflow) in self.assigned
+
+    def on_assigned(self, partitions: Collection[int]) -> None:
+        """A new generation's assignment: forget engines whose partition went elsewhere.
+
+        Done at every assignment (not only after recovery), so an engine can never outlive a
+        generation in which another worker owned its partition and moved its state on.
+        """
+        self.assigned = frozenset(partitions)
+        self.recovered = False
+        for workflow in [w for w, s in self.slots.items() if s.home not in self.assigned]:
+            del self.slots[workflow]
+        log.info("assigned telemetry partitions %s; %d engines kept", sorted(self.assigned), len(self.slots))
+
+    def on_recovered(self, checkpoints: Iterable[tuple[bytes, bytes]]) -> None:
+        """The state table is up to date for our partitions: restore engines we do not hold."""
+        assigned = self.assigned or frozenset()
+        restored = 0
+        for key, value in checkpoints:
+            workflow = key.decode("utf-8", "replace")
+            if workflow in self.slots or value is None:
+                continue
+            try:
+                checkpoint = decode_checkpoint(value)
+            except CheckpointError as exc:
+                log.error("state of workflow %r is unreadable, starting it afresh: %s", workflow, exc)
+                continue
+            if checkpoint.home not in assigned:
+                continue
+            try:
+                engine = self.factory.restore(checkpoint.engine)
+            except Exception:
+                log.exception("cannot restore the engine of workflow %r; starting it afresh", workflow)
+                self.metrics.engine_errors.labels(self.metrics.workflow(workflow), "restore").inc()
+                continue
+            slot = Slot(workflow, engine, checkpoint.home, dict(checkpoint.applied))
+            self.slots[workflow] = slot
+            self._install_ticket(slot)
+            restored += 1
+        for workflow in list(self.tickets):
+            if workflow not in self.slots and self.owns(workflow):
+                self._create(workflow, self.key_partition(workflow))
+        self.recovered = True
+        log.info("recovered %d engines from the state table; %d engines in all", restored, len(self.slots))
+
+    # -- engines ---------------------------------------------------------------------------
+
+    def _create(self, workflow: str, home: int) -> Slot | None:
+        try:
+            engine = self.factory.new(workflow)
+        except Exception:
+            log.exception("cannot create an engine for workflow %r", workflow)
+            self.metrics.engine_errors.labels(self.metrics.workflow(workflow), "new").inc()
+            return None
+        slot = self.slots[workflow] = Slot(workflow, engine, home)
+        self._install_ticket(slot)
+        return slot
+
+    def _install_ticket(self, slot: Slot) -> Exception | None:
+        ticket = self.tickets.get(slot.workflow)
+        if ticket is None or ticket == slot.ticket:
+            return None
+        try:
+            slot.engine.set_ticket(ticket)
+        except Exception as exc:
+            log.warning("ticket of workflow %r refused: %s", slot.workflow, exc)
+            return exc
+        slot.ticket = ticket
+        return None
+
+    # -- telemetry -------------------------------------------------------------------------
+
+    def _decode(self, record: SourceRecord) -> DecodedMessage:
+        if record.value is None:
+            return DecodedMessage([], [Rejected(None, InvalidEventError("", "message has no value"), b"")])
+        return decode_message(record.value)
+
+    def fold(self, records: Sequence[SourceRecord]) -> Fold:
+        """Decode a batch, dead-letter what is rejected, apply the rest engine by engine."""
+        metrics = self.metrics
+        deadletters: list[Outgoing] = []
+        touched: dict[str, Slot] = {}
+        for record in records:
+            self.positions[record.partition] = record.offset
+            try:
+                decoded = self._decode(record)
+            except Exception as exc:  # a validator bug must cost one message, not the worker
+                log.exception("unexpected error decoding %s[%d]@%d", record.topic, record.partition, record.offset)
+                error = InvalidEventError("", f"internal error while decoding: {exc!r}")
+                decoded = DecodedMessage([], [Rejected(None, error, record.value or b"")])
+            if decoded.rejected:
+                label = metrics.workflow(_text(record.key))
+                metrics.invalid.labels(label).inc(len(decoded.rejected))
+                for rejected in decoded.rejected:
+                    deadletters.append(
+                        dead_letter(
+                            self.topics.deadletter,
+                            record,
+                            reason=str(rejected.error),
+                            field=rejected.error.field,
+                            index=rejected.index,
+                            raw=rejected.raw if rejected.index is not None else record.value,
+                        )
+                    )
+            if not decoded.events:
+                continue
+            for workflow, events in _group(decoded.events):
+                slot = self.slots.get(workflow) or self._create(workflow, record.partition)
+                if slot is None:
+                    continue
+                if record.offset <= slot.applied.get(record.partition, -1):
+                    metrics.replayed.labels(metrics.workflow(workflow)).inc(len(events))
+                    self.totals["replayed"] += len(events)
+                    continue
+                if slot.home != record.partition:
+                    log.warning(
+                        "workflow %r moves from partition %d to %d: is telemetry keyed by workflow?",
+                        workflow,
+                        slot.home,
+                        record.partition,
+                    )
+                    slot.home = record.partition
+                slot.pending.extend(events)
+                slot.applied[record.partition] = record.offset
+                touched[workflow] = slot
+        applied = 0
+        for workflow, slot in touched.items():
+            events, slot.pending = slot.pending, []
+            label = metrics.workflow(workflow)
+            try:
+                stats = slot.engine.apply(events)
+            except Exception:
+                log.exception("engine of workflow %r failed on %d events", workflow, len(events))
+                metrics.engine_errors.labels(label, "apply").inc()
+                continue
+            applied += len(events)
+            metrics.events.labels(label).inc(len(events))
+            if stats.late:
+                metrics.late.labels(label).inc(stats.late)
+            if stats.duplicates:
+                metrics.duplicates.labels(label).inc(stats.duplicates)
+        metrics.messages.inc(len(records))
+        metrics.batches.inc()
+        if deadletters:
+            metrics.deadletters.labels("telemetry").inc(len(deadletters))
+        totals = self.totals
+        totals["messages"] += len(records)
+        totals["events"] += applied
+        totals["batches"] += 1
+        totals["deadletters"] += len(deadletters)
+        now = time.time()
+        if self.first_batch_at is None:
+            self.first_batch_at = now
+        self.last_batch_at = now
+        return Fold(deadletters, list(touched.values()), applied)
+
+    def judge(self, slots: Iterable[Slot], now_ms: int) -> Judgement:
+        """Evaluate gates at ``now_ms``; commands not yet sent by this process, to publish."""
+        metrics = self.metrics
+        commands: list[Outgoing] = []
+        emitted: list[Slot] = []
+        for slot in slots:
+            label = metrics.workflow(slot.workflow)
+            try:
+                emissions = slot.engine.evaluate(now_ms)
+            except Exception:
+                log.exception("engine of workflow %r failed to evaluate", slot.workflow)
+                metrics.engine_errors.labels(label, "evaluate").inc()
+                continue
+            for emission in emissions:
+                command = emission.command
+                metrics.decisions.labels(label, command.action).inc()
+                if command.command_id in self.sent:
+                    metrics.suppressed.labels(label).inc()
+                    continue
+                try:
+                    value = encode_command(command)
+                except Exception:
+                    log.exception("command %r of workflow %r cannot be encoded", command.command_id, slot.workflow)
+                    metrics.engine_errors.labels(label, "encode").inc()
+                    continue
+                self.sent.add(command.command_id)
+                commands.append(Outgoing(self.topics.control, slot.workflow.encode(), value))
+                metrics.commands.labels(label, command.action).inc()
+                metrics.detection_latency.observe(max(0, now_ms - emission.breach_ts_ms) / 1000)
+                self.totals["commands"] += 1
+                log.warning(
+                    "command %s (%s) for workflow %r, gate %s",
+                    command.command_id,
+                    command.action,
+                    slot.workflow,
+                    command.reason.gate,
+                )
+                if not emitted or emitted[-1] is not slot:
+                    emitted.append(slot)
+        return Judgement(commands, emitted)
+
+    def checkpoint(self, slots: Iterable[Slot]) -> list[Outgoing]:
+        """State-table records for these workflows, each to its home (changelog) partition."""
+        out: list[Outgoing] = []
+        for slot in slots:
+            try:
+                state = slot.engine.to_bytes()
+            except Exception:
+                log.exception("engine of workflow %r cannot checkpoint", slot.workflow)
+                self.metrics.engine_errors.labels(self.metrics.workflow(slot.workflow), "to_bytes").inc()
+                continue
+            value = encode_checkpoint(slot.home, slot.applied, state)
+            out.append(Outgoing(self.topics.changelog, slot.workflow.encode(), value, slot.home))
+        self.metrics.checkpoints.inc(len(out))
+        return out
+
+    # -- tickets ---------------------------------------------------------------------------
+
+    def on_ticket(self, record: SourceRecord) -> list[Outgoing]:
+        """Install a ticket from the releases topic if we own its workflow; dead letters if it is bad."""
+        metrics = self.metrics
+
+        def reject(reason: str, field: str | None = None) -> list[Outgoing]:
+            metrics.tickets.labels("rejected").inc()
+            metrics.deadletters.labels("releases").inc()
+            return [
+                dead_letter(self.topics.deadletter, record, reason=reason, field=field, index=None, raw=record.value)
+            ]
+
+        if not record.key:
+            return reject("a release ticket must be keyed by its workflow")
+        try:
+            workflow = record.key.decode("utf-8")
+        except UnicodeDecodeError:
+            return reject("the key of a release ticket must be a UTF-8 workflow name")
+        if record.value is None:
+            self.tickets.pop(workflow, None)
+            metrics.tickets.labels("deleted").inc()
+            log.info("ticket of workflow %r deleted; its engine keeps the last one", workflow)
+            return []
+        self.tickets[workflow] = record.value
+        if not self.owns(workflow):
+            metrics.tickets.labels("stored").inc()
+            return []
+        slot = self.slots.get(workflow) or self._create(workflow, self.key_partition(workflow))
+        if slot is None:
+            return reject("no engine could be created for this workflow")
+        if slot.ticket == record.value:
+            metrics.tickets.labels("unchanged").inc()
+            return []
+        error = self._install_ticket(slot)
+        if error is not None:
+            return reject(str(error) or type(error).__name__, getattr(error, "field", None))
+        metrics.tickets.labels("applied").inc()
+        log.info("ticket of workflow %r installed (%d bytes)", workflow, len(record.value))
+        return []
+
+    # -- observation -----------------------------------------------------------------------
+
+    def readings(self) -> list[tuple[str, GateReading]]:
+        out: list[tuple[str, GateReading]] = []
+        for slot in self.slots.values():
+            try:
+                out.extend((slot.workflow, reading) for reading in slot.engine.readings())
+            except Exception:
+                log.exception("engine of workflow %r failed to report readings", slot.workflow)
+        return out
+
+    def lag(self, highwater: Callable[[int], int | None]) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for partition in sorted(self.assigned or ()):
+            high = highwater(partition)
+            position = self.positions.get(partition)
+            if high is not None and position is not None:
+                out[partition] = max(0, high - position - 1)
+        return out
+
+    def snapshot(self, highwater: Callable[[int], int | None]) -> GateSnapshot:
+        return GateSnapshot(self.readings(), self.lag(highwater), len(self.slots), len(self.assigned or ()))
+
+    def status(self) -> dict[str, Any]:
+        workflows: dict[str, Any] = {}
+        for workflow, slot in sorted(self.slots.items()):
+            try:
+                engine: Any = slot.engine.status()
+            except Exception as exc:
+                engine = {"error": repr(exc)}
+            workflows[workflow] = {
+                "partition": slot.home,
+                "applied": {str(p): o for p, o in sorted(slot.applied.items())},
+                "engine": engine,
+            }
+        return {
+            "worker": self.worker,
+            "partitions": sorted(self.assigned or ()),
+            "recovered": self.recovered,
+            "tickets": sorted(self.tickets),
+            "totals": dict(self.totals),
+            "first_batch_at": self.first_batch_at,
+            "last_batch_at": self.last_batch_at,
+            "workflows": workflows,
+        }
