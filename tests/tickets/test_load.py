@@ -139,7 +139,7 @@ def test_union_tag_problems_name_the_tag_field() -> None:
 def test_many_problems_in_one_gate_are_all_reported() -> None:
     text = _support_yaml().replace("    window_calls: 200\n", "    window_calls: many\n", 1)
     text = text.replace("    rate_above: 0.01 ", "    rate_above: 2 ", 1)
-    text = text.replace("    guard: {method: none}\n", "    guard: {method: none}\n    speed: fast\n", 1)
+    text = text.replace("    control_rate_below: 0.002", "    speed: fast\n    control_rate_below: 0.002", 1)
     assert [f for _, f, _ in _problems(text)] == ["gates[0].window_calls", "gates[0].rate_above", "gates[0].speed"]
 
 
