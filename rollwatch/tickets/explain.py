@@ -12,7 +12,7 @@ from typing import Final
 
 from rollwatch.tickets.actions import AnyAction
 from rollwatch.tickets.authority import grant_of, issuers, role_may_issue
-from rollwatch.tickets.catalogue import ACTION_TYPES, FALLBACK_NOTES, FALLBACK_PATHS, ROLES, Role
+from rollwatch.tickets.catalogue import ACTION_TYPES, FALLBACK_NOTES, FALLBACK_PATHS, ROLE_DUTIES, ROLES, Role
 from rollwatch.tickets.durations import humanize_duration
 from rollwatch.tickets.flags import flag_changes
 from rollwatch.tickets.gates import (
@@ -275,6 +275,7 @@ def _authority(ticket: Ticket) -> str:
         else:
             what = "no flag actions (advises)"
         lines.append(f"  {_role(role)} ({getattr(ticket.owners, role)}): {what}")
+        lines.append(f"      ({ROLE_DUTIES[role]})")
     return "\n".join(lines)
 
 

@@ -89,7 +89,7 @@ def check_ticket_bytes(data: bytes, source: str) -> Ticket | list[TicketProblem]
         return [TicketProblem(source, line, "", f"not UTF-8 text (byte {exc.start})")]
     if text.lstrip().startswith("{"):
         try:
-            value = orjson.loads(data)
+            value = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             json_error = TicketProblem(source, exc.lineno, "", f"not valid JSON: {exc.msg}")
         else:

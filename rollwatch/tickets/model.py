@@ -272,4 +272,3 @@ class Ticket(StrictModel):
             if gate.name == name:
                 return gate
         raise KeyError(name)
-

@@ -81,9 +81,7 @@ def _construct_int(loader: yaml.SafeLoader, node: Node) -> int:
             return int(text[2:], 8 if text[1] == "o" else 16)
         return int(text, 10)
     except ValueError:
-        raise yaml.constructor.ConstructorError(
-            None, None, f"{text!r} is not an integer", node.start_mark
-        ) from None
+        raise yaml.constructor.ConstructorError(None, None, f"{text!r} is not an integer", node.start_mark) from None
 
 
 def _construct_float(loader: yaml.SafeLoader, node: Node) -> float:

@@ -84,7 +84,7 @@ def test_sections() -> None:
         "  2. Switch actions to draft-only for the affected segments: ai.action.mode=draft." in text
     )
     assert "Evidence to attach: trace IDs, rejected samples, parser logs, cost sample, reviewer notes." in text
-    assert "  incident commander (ic-rotation): any action\n" in text
+    assert "  incident commander (ic-rotation): any action\n      (overrides the rollout plan" in text
     assert "  support owner (support-lead): no flag actions (advises)\n" in text
     assert '  set_action_mode -> review_mode: "This request will be reviewed before it is sent or applied."' in text
     assert "do not use when an enterprise contract promises summaries on every resolved ticket." in text

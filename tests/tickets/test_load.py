@@ -68,6 +68,11 @@ def test_durations_are_milliseconds_inside() -> None:
     assert ticket.canary.release_window == 86_400_000
 
 
+def test_json_with_a_byte_order_mark() -> None:
+    data = b"\xef\xbb\xbf" + orjson.dumps(example_data("refund-drafting"))
+    assert load_ticket_bytes(data, "m") == load_ticket(example_path("refund-drafting"))
+
+
 def test_json_problems_have_lines_too() -> None:
     doc = replaced(example_data("support-summary"), ("revision",), "3")
     text = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
