@@ -73,15 +73,15 @@ def _rates(traffic: Traffic, arm: str, ts_ms: int) -> dict[str, float]:
     if hit:
         match traffic.regression:
             case "schema":
-                rates["schema"] = 0.04
+                rates["schema"] = 0.06
             case "latency":
                 latency_factor = 3.0
             case "cost":
-                rates["cost"] *= 1.8
+                rates["cost"] *= 2.5
             case "reviews":
                 rates["reject"] += 0.15
             case "safety":
-                rates["safety"] *= 6
+                rates["safety"] *= 15
             case "complaints":
                 rates["complaint"] = 0.01
             case "errors":

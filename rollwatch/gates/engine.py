@@ -40,7 +40,7 @@ from rollwatch.gates.result import ApplyStats, Decision, Emission, GateReading, 
 from rollwatch.streams.config import StreamsConfig
 from rollwatch.streams.workflow_state import WorkflowState
 from rollwatch.tickets.gates import CostPerTaskGate, ReviewRejectionGate, SafetyBlocksGate, SchemaFailureGate
-from rollwatch.tickets.load import load_ticket_bytes
+from rollwatch.tickets.load import load_ticket_bytes, ticket_to_json
 from rollwatch.tickets.messages import customer_message
 from rollwatch.tickets.model import Ticket
 
@@ -106,7 +106,7 @@ class Engine:
         if config != self.state.config:
             # Wider windows than the state was built with: start the windows afresh.
             self.state = WorkflowState(self._workflow, config)
-        self.ticket, self._ticket_raw = ticket, raw or orjson.dumps(ticket.model_dump(mode="json", by_alias=True))
+        self.ticket, self._ticket_raw = ticket, raw or ticket_to_json(ticket)
         self.state.set_arms(control=ticket.control.route, candidate=ticket.candidate.route)
         wanted = {g.segment for g in ticket.gates if g.segment is not None}
         self.segments = {s: self.segments.get(s) or WorkflowState(self._workflow, config) for s in wanted}

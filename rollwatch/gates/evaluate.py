@@ -192,7 +192,8 @@ def _safety(gate: SafetyBlocksGate, arms: Arms, now_ms: int) -> GateResult:
     guard = None
     alpha = _alpha(gate)
     if breached and alpha is not None:
-        guard = difference_above(k_c, n_c, k_b, n_b, alpha=alpha)
+        # Blocks are rare: tune the mixture to effects of about one point, not five.
+        guard = difference_above(k_c, n_c, k_b, n_b, alpha=alpha, tau=0.01)
         breached = guard.significant
     return _result(
         gate,
@@ -267,7 +268,9 @@ def _complaints(gate: ComplaintsGate, arms: Arms, now_ms: int) -> GateResult:
     start = max(arms.release_start_ms, now_ms - int(arms.ticket.canary.release_window))
     cand = arms.candidate
     view = cand.complaints_between(start, now_ms + 1) if cand else None
-    calls = cand.window_between(start, now_ms + 1).calls if cand else 0
+    # Buckets count by their start: floor the release start so its first minute is in.
+    bucket_ms = cand.config.fine.bucket_ms if cand else 1
+    calls = cand.window_between(start - start % bucket_ms, now_ms + 1).calls if cand else 0
     count = view.count if view else 0
     if gate.require_sample and view is not None:
         count = sum(1 for item in view.items if item.sample)

@@ -113,15 +113,16 @@ def _rollback(ticket: Ticket, memory: JudgeMemory, result: GateResult, action: A
             segment,
             note=f"{principal} may not {action.type}; page {who}",
         )
+    flags: dict[FlagName, FlagValue] = dict(change.flags)
     if change.hold_rollout:
         memory.frozen = True
+        # Freezing writes the percent in force, so consumers pin it rather than see an empty change.
+        flags.setdefault("ai.rollout.percent", memory.rollout_percent)
     if "ai.rollout.percent" in change.flags:
         memory.rollout_percent = float(change.flags["ai.rollout.percent"])
     memory.rolled_back = True
     memory.healthy_since_ms = None
-    return Decision(
-        "rollback", result.gate, action.type, dict(change.flags), now_ms, cid, result, mem.step, mem.episode, segment
-    )
+    return Decision("rollback", result.gate, action.type, flags, now_ms, cid, result, mem.step, mem.episode, segment)
 
 
 def ticket_gate_segment(ticket: Ticket, gate_name: str) -> str | None:

@@ -34,7 +34,7 @@ def _metric(route: RouteState | None, metric: str, window_ms: int, now_ms: int) 
 def evaluate_promotion(ticket: Ticket, arms: Arms, now_ms: int) -> GateResult:
     rule = ticket.canary.promotion
     if not isinstance(rule, DoublingPromotion):
-        return GateResult("promotion", "promotion", "gates", "healthy", None, None, None, "", {})
+        return GateResult("promotion", "promotion", "gates", "healthy", None, None, None, "all gates", {})
     window = int(rule.window)
     cand, n_c = _metric(arms.candidate, rule.metric, window, now_ms)
     ctrl, n_b = _metric(arms.control, rule.metric, window, now_ms)
