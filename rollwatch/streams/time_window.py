@@ -394,20 +394,37 @@ class TimeWindows:
         coarse_index = bucket.index * self.fine.bucket_ms // self.coarse.bucket_ms
         size = self.coarse.buckets
         slot = coarse_index % size
+        newest = self._coarse_newest
+        if newest is None or coarse_index > newest:
+            self._expire_coarse(newest, coarse_index)
+            self._coarse_newest = coarse_index
         target = self._coarse[slot]
-        if target is None or target.index < coarse_index:
-            if target is not None:
-                self.expired += 1
-                self._generation += 1
+        if target is None:
             target = self._coarse[slot] = Bucket(coarse_index, self.mapping)
-            if self._coarse_newest is None or coarse_index > self._coarse_newest:
-                self._coarse_newest = coarse_index
+        elif target.index < coarse_index:  # only a pre-expiry leftover of this very slot
+            self.expired += 1
+            self._generation += 1
+            target = self._coarse[slot] = Bucket(coarse_index, self.mapping)
         elif target.index > coarse_index:
             self.expired += 1
             return
         if target.latency.frozen:
             self._generation += 1
         target.merge(bucket)
+
+    def _expire_coarse(self, old_newest: int | None, new_newest: int) -> None:
+        """Drop the coarse buckets that fall out of the ring as its newest index moves on."""
+        if old_newest is None:
+            return
+        size = self.coarse.buckets
+        oldest_kept = new_newest - size + 1
+        for index in range(old_newest - size + 1, min(old_newest + 1, oldest_kept)):
+            slot = index % size
+            bucket = self._coarse[slot]
+            if bucket is not None and bucket.index == index:
+                self._coarse[slot] = None
+                self.expired += 1
+                self._generation += 1
 
     def _freeze_coarse(self, below: int) -> None:
         done = self._coarse_done_below

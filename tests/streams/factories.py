@@ -163,7 +163,7 @@ def _build(steps: list[_Step], start: int) -> list[Event]:
                     ts,
                     route=route,
                     latency_ms=s.latency,
-                    status=("ok", "error", "timeout")[s.status],  # type: ignore[arg-type]
+                    status=("ok", "error", "timeout")[s.status],
                     schema_valid=(None, True, False)[s.schema],
                     safety_blocked=s.blocked,
                     task_success=(None, True, False)[s.task],

@@ -166,3 +166,15 @@ def test_bucket_equality_and_merge() -> None:
     b.merge(a)
     assert a == b
     assert (b.errors, b.timeouts, b.schema_failed, b.succeeded, b.rejected, b.complaints) == (1, 1, 1, 1, 1, 1)
+
+
+def test_a_long_silence_expires_the_whole_coarse_ring() -> None:
+    windows = _windows(WindowSpec(1_000, 4), WindowSpec(2_000, 3))
+    for i in range(20):
+        _add(windows, T0 + i * 1_000)
+    _add(windows, T0 + 10**6)
+    _add(windows, T0 + 10**7)
+    fine, coarse = windows._live()
+    assert [b.index for b in fine] == [(T0 + 10**7) // 1_000]
+    assert len(coarse) == 1
+    assert TimeWindows.from_bytes(windows.to_bytes()) == windows
