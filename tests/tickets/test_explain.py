@@ -67,7 +67,7 @@ def test_actions_the_worker_may_not_take_say_who_is_paged() -> None:
 def test_guards_and_segments_are_stated() -> None:
     text = describe_gate(SUPPORT, SUPPORT.gate("safety-blocks"))
     assert "Evaluated per segment" in text
-    assert "an mSPRT finds it significant at alpha 0.05" in text
+    assert "an mSPRT finds it significant at alpha 0.01" in text
     refund = load_ticket(example_path("refund-drafting"))
     assert "Evaluated on segment high-value only." in describe_gate(refund, refund.gate("high-value-rejections"))
 
