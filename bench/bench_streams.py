@@ -18,6 +18,7 @@ import tracemalloc
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -107,10 +108,13 @@ def _feed_route(route: RouteState, events: Sequence[Event]) -> float:
     start = time.perf_counter()
     for event in events:
         ts = event.ts_ms
-        if ts > max_ts:
-            max_ts = ts
+        max_ts = max(max_ts, ts)
         apply(event, max_ts - LATENESS)
     return time.perf_counter() - start
+
+
+def _route_run(config: StreamsConfig, events: Sequence[Event]) -> Callable[[], Callable[[], float]]:
+    return lambda: lambda: _feed_route(RouteState("wf", "r1", config), events)
 
 
 def _best_rate(make: Callable[[], Callable[[], float]], n: int, repeats: int = 3) -> float:
@@ -136,8 +140,7 @@ def throughput() -> None:
         ("RouteState + ADWIN x3 fed per closed minute (default)", bucket_drift),
         ("RouteState + ADWIN x3 fed per event", event_drift),
     ):
-        rate = _best_rate(lambda c=config: lambda: _feed_route(RouteState("wf", "r1", c), events), n)  # type: ignore[misc]
-        _report_rate(name, rate)
+        _report_rate(name, _best_rate(_route_run(config, events), n))
 
     def workflow_run(config: StreamsConfig) -> Callable[[], float]:
         def run() -> float:
@@ -190,16 +193,17 @@ def _full_route(calls_per_s: float, burst_per_s: float) -> tuple[RouteState, int
 
 def _component_sizes(route: RouteState) -> dict[str, int]:
     sizes = {}
-    for name, part in (
+    parts: tuple[tuple[str, tuple[Any, ...]], ...] = (
         ("count windows", (route.errors, route.safety_blocks, route.schema_failures, route.review_rejections)),
         ("task cost window", (route.tasks,)),
         ("time windows (fine+coarse)", (route.windows,)),
         ("evidence + complaint log", (route.evidence, route.complaint_log)),
         ("drift detectors", (route.drift,)),
-    ):
+    )
+    for name, part in parts:
         w = Writer()
         for obj in part:
-            obj.write(w)  # type: ignore[attr-defined]
+            obj.write(w)
         sizes[name] = len(w.buf)
     return sizes
 
@@ -229,8 +233,9 @@ def state_size() -> RouteState:
         raw = sum(_component_sizes(route).values())
         assert RouteState.from_bytes(data) == route
         verdict = "OK" if len(data) <= TARGET_BYTES else "OVER"
+        share = len(data) / TARGET_BYTES
         print(
-            f"  {label:<34} {len(data) / 1024:6.1f} KB serialized ({len(data) / TARGET_BYTES:.2f}x of 32 KB, {verdict}); "
+            f"  {label:<34} {len(data) / 1024:6.1f} KB serialized ({share:.2f}x of 32 KB, {verdict}); "
             f"{raw / 1024:.1f} KB before zlib; live ~{_live_bytes(data) / 1024:.0f} KB "
             f"[{n} events, fed in {fed:.1f} s]"
         )
@@ -275,7 +280,8 @@ def queries(route: RouteState) -> None:
     data = route.to_bytes()
     print(f"  {'from_bytes':<50} {_time_ms(lambda: RouteState.from_bytes(data), 10):8.3f}")
     fresh = RouteState.from_bytes(data)
-    print(f"  {'p95 of the previous 7 days, cold cache':<50} {_time_ms(lambda: fresh.baseline_latency_quantile(0.95, now), 1):8.3f}")
+    cold = _time_ms(lambda: fresh.baseline_latency_quantile(0.95, now), 1)
+    print(f"  {'p95 of the previous 7 days, cold cache':<50} {cold:8.3f}")
 
 
 def main() -> None:
