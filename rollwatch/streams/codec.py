@@ -19,7 +19,7 @@ import struct
 import uuid
 import zlib
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Final
 
 from rollwatch.streams.errors import CorruptState, StateKindMismatch, UnsupportedVersion
@@ -153,14 +153,15 @@ class Writer:
         self.buf.append(_ID_TEXT)
         self.text(value)
 
-    def uints(self, values: Iterable[int]) -> None:
-        """A length-prefixed run of varints; the reader decodes it in C when all are < 128."""
+    def uints(self, values: Sequence[int]) -> None:
+        """A length-prefixed run of varints; both sides run in C when all are < 128 (the usual case)."""
+        self.uint(len(values))
+        if not values or (min(values) >= 0 and max(values) < 0x80):
+            self.blob(bytes(values))
+            return
         sub = Writer()
-        count = 0
         for value in values:
             sub.uint(value)
-            count += 1
-        self.uint(count)
         self.blob(sub.buf)
 
     def packed(self, values: Sequence[int]) -> None:

@@ -25,7 +25,7 @@ class CountWindow:
     how many of them are set, and ``rate`` their ratio (``None`` while empty).
     """
 
-    __slots__ = ("_bits", "_count", "_n", "_pos", "size")
+    __slots__ = ("_bits", "_count", "_pos", "_wrapped", "size")
 
     def __init__(self, size: int) -> None:
         if type(size) is not int or not 1 <= size <= _MAX_SIZE:
@@ -33,30 +33,33 @@ class CountWindow:
         self.size = size
         self._bits = bytearray((size + 7) >> 3)
         self._pos = 0
-        self._n = 0
+        self._wrapped = False
         self._count = 0
 
     def update(self, flag: bool) -> None:
         """Push one observation, evicting the oldest once the window is full."""
         pos = self._pos
+        bits = self._bits
         index = pos >> 3
         mask = 1 << (pos & 7)
-        byte = self._bits[index]
+        byte = bits[index]
         if flag:
             if not byte & mask:
-                self._bits[index] = byte | mask
+                bits[index] = byte | mask
                 self._count += 1
         elif byte & mask:
-            self._bits[index] = byte ^ mask
+            bits[index] = byte ^ mask
             self._count -= 1
         pos += 1
-        self._pos = 0 if pos == self.size else pos
-        if self._n < self.size:
-            self._n += 1
+        if pos == self.size:
+            self._pos = 0
+            self._wrapped = True
+        else:
+            self._pos = pos
 
     @property
     def n(self) -> int:
-        return self._n
+        return self.size if self._wrapped else self._pos
 
     @property
     def count(self) -> int:
@@ -64,7 +67,8 @@ class CountWindow:
 
     @property
     def rate(self) -> float | None:
-        return self._count / self._n if self._n else None
+        n = self.n
+        return self._count / n if n else None
 
     @property
     def position(self) -> int:
@@ -73,14 +77,15 @@ class CountWindow:
 
     @property
     def full(self) -> bool:
-        return self._n == self.size
+        return self._wrapped
 
     def flags(self) -> list[bool]:
         """The held observations, oldest first (for tests and evidence, not the hot path)."""
-        start = (self._pos - self._n) % self.size
+        n = self.n
+        start = (self._pos - n) % self.size
         bits = self._bits
         out = []
-        for i in range(self._n):
+        for i in range(n):
             pos = (start + i) % self.size
             out.append(bool(bits[pos >> 3] & (1 << (pos & 7))))
         return out
@@ -93,11 +98,11 @@ class CountWindow:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"CountWindow(size={self.size}, n={self._n}, count={self._count})"
+        return f"CountWindow(size={self.size}, n={self.n}, count={self._count})"
 
     def write(self, w: Writer) -> None:
         w.uint(self.size)
-        w.uint(self._n)
+        w.uint(self.n)
         w.uint(self._pos)
         w.raw(self._bits)
 
@@ -111,7 +116,7 @@ class CountWindow:
         bits = bytearray(r.raw((size + 7) >> 3))
         window = cls(size)
         window._bits = bits
-        window._n = n
+        window._wrapped = n == size
         window._pos = pos
         if int.from_bytes(bits, "little") >> n:
             raise r.fail(f"count window has flags set past its {n} observations")

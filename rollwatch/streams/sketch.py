@@ -25,6 +25,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from itertools import accumulate
+from operator import sub
 from typing import Final
 
 from ddsketch.mapping import LogarithmicMapping
@@ -246,6 +247,11 @@ class QuantileSketch:
 
 
 def _encode_bins(w: Writer, zeros: int, bins: dict[int, int]) -> None:
+    """Dense zigzag deltas of the counts over the key span, or sparse (key step, count) pairs.
+
+    Dense wins once at least half the span is occupied (busy buckets: neighbouring counts
+    are close, so deltas fit one byte); sparse wins for quiet buckets with scattered keys.
+    """
     w.uint(zeros)
     live = sorted(item for item in bins.items() if item[1])
     w.uint(len(live))
@@ -257,24 +263,14 @@ def _encode_bins(w: Writer, zeros: int, bins: dict[int, int]) -> None:
     if span <= 2 * len(live):
         w.raw(bytes((_MODE_DENSE,)))
         w.uint(span)
-        dense = [0] * span
+        dense = [0] * (span + 1)
         for key, count in live:
-            dense[key - low] = count
-        prev = 0
-        deltas = []
-        for count in dense:
-            delta = count - prev
-            deltas.append(delta * 2 if delta >= 0 else -delta * 2 - 1)
-            prev = count
-        w.uints(deltas)
+            dense[key - low + 1] = count
+        w.uints([d + d if d >= 0 else -d - d - 1 for d in map(sub, dense[1:], dense[:-1])])
     else:
         w.raw(bytes((_MODE_SPARSE,)))
-        prev_key = low
-        steps = []
-        for key, _ in live[1:]:
-            steps.append(key - prev_key)
-            prev_key = key
-        w.uints(steps)
+        keys = [key for key, _ in live]
+        w.uints(list(map(sub, keys[1:], keys[:-1])))
         w.uints([count for _, count in live])
 
 
