@@ -49,6 +49,18 @@ class Settings(BaseSettings):
     sasl_password: SecretStr | None = None
     signing_key_id: str = "rollwatch-dev"
     signing_key: SecretStr | None = Field(None, description="HMAC-SHA256 key for signing commands.")
+    verify_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="key_id -> key trusted to sign commands: 'ed25519:<base64 public key>' or an HMAC secret.",
+    )
+    command_ack_deadline_s: Annotated[float, Field(gt=0)] = Field(
+        10.0, description="Seconds a consumer has to apply a command before it counts as missed."
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Where the flag store materializes flags.")
+    redis_prefix: str = Field("rollwatch:", description="Prefix of the flag store's Redis keys.")
+    flagstore_host: str = Field("127.0.0.1", description="Where the flag store serves flags over HTTP.")
+    flagstore_port: Port = Field(6067, description="The flag store's HTTP port (flags, audit, /metrics).")
+    flagstore_audit_path: Path | None = Field(None, description="JSON-lines file the flag store appends audits to.")
 
     def topics(self) -> dict[str, str]:
         """Role -> topic name, for creating and listing them."""
