@@ -1,0 +1,149 @@
+"""Building, signing and publishing commands, and reading acks, for the control-plane tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from rollwatch.commands import (
+    ControlAck,
+    Evidence,
+    Reason,
+    RollbackCommand,
+    TicketRef,
+    decode_ack,
+    encode_command,
+)
+from rollwatch.flagstore.topics import make_consumer, partitions_of
+from rollwatch.kafka import make_producer
+from rollwatch.settings import Settings
+from rollwatch.signing import sign_command
+from rollwatch.tickets import Ticket, load_ticket, ticket_to_json
+
+__all__ = [
+    "EXAMPLES",
+    "AckReader",
+    "command",
+    "example_ticket",
+    "publish",
+    "publish_ticket",
+    "signed",
+    "wait_until",
+]
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def example_ticket(name: str = "support-summary") -> Ticket:
+    return load_ticket(EXAMPLES / f"{name}.ticket.yaml")
+
+
+def command(
+    ticket: Ticket,
+    action: str,
+    flags: dict[str, Any],
+    *,
+    issued_by: str | None = None,
+    segment: str | None = None,
+    command_id: str | None = None,
+    issued_at: datetime | None = None,
+    expires_in: timedelta | None = timedelta(minutes=10),
+    revision: int | None = None,
+) -> RollbackCommand:
+    """An unsigned command under ``ticket``, issued by its automation principal unless told otherwise."""
+    issued = issued_at or datetime.now(UTC)
+    return RollbackCommand.model_validate(
+        {
+            "command_id": command_id or f"test-{uuid.uuid4().hex}",
+            "issued_at": issued,
+            "workflow": ticket.workflow,
+            "segment": segment,
+            "action": action,
+            "flags": flags,
+            "reason": Reason(gate="g", metric="m", observed=1.0, threshold=0.5, window="last 200 calls", samples={}),
+            "evidence": Evidence(trace_ids=[], event_ids=[]),
+            "issued_by": issued_by or ticket.owners.automation,
+            "ticket": TicketRef(id=ticket.ticket, revision=ticket.revision if revision is None else revision),
+            "expires_at": issued + expires_in if expires_in is not None else None,
+        }
+    )
+
+
+def signed(settings: Settings, cmd: RollbackCommand) -> RollbackCommand:
+    return sign_command(cmd, settings.signing_key_id, settings.signing_key)
+
+
+async def publish(settings: Settings, *commands: RollbackCommand | bytes, key: str | None = None) -> None:
+    producer = make_producer(settings, linger_ms=0)
+    await producer.start()
+    try:
+        for cmd in commands:
+            if isinstance(cmd, RollbackCommand):
+                await producer.send_and_wait(settings.topic_control, encode_command(cmd), key=cmd.workflow.encode())
+            else:
+                await producer.send_and_wait(settings.topic_control, cmd, key=(key or "x").encode())
+    finally:
+        await producer.stop()
+
+
+async def publish_ticket(settings: Settings, ticket: Ticket) -> None:
+    producer = make_producer(settings, linger_ms=0)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topic_releases, ticket_to_json(ticket), key=ticket.workflow.encode())
+    finally:
+        await producer.stop()
+
+
+class AckReader:
+    """Reads the acks topic from the beginning; ``wait_for`` returns acks as they arrive."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.acks: list[ControlAck] = []
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def __aenter__(self) -> AckReader:
+        self._consumer = make_consumer(self.settings)
+        await self._consumer.start()
+        tps = await partitions_of(self._consumer, self.settings.topic_acks)
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._consumer is not None
+        await self._consumer.stop()
+
+    async def wait_for(self, command_id: str, consumer: str, timeout: float = 15.0) -> ControlAck:
+        """The first ack of ``command_id`` by ``consumer``."""
+        return (await self.collect(command_id, consumer, 1, timeout))[0]
+
+    async def collect(self, command_id: str, consumer: str, count: int, timeout: float = 15.0) -> list[ControlAck]:
+        """The first ``count`` acks of ``command_id`` by ``consumer``, in topic order."""
+        assert self._consumer is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [a for a in self.acks if a.command_id == command_id and a.consumer == consumer]
+            if len(found) >= count:
+                return found[:count]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(found)} of {count} acks for {command_id} from {consumer}; all: {self.acks}")
+            batches = await self._consumer.getmany(timeout_ms=100)
+            for records in batches.values():
+                self.acks.extend(decode_ack(r.value) for r in records)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
