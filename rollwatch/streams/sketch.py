@@ -38,6 +38,7 @@ __all__ = ["QuantileSketch", "SketchMapping", "mapping_for"]
 _MODE_SPARSE: Final = 0
 _MODE_DENSE: Final = 1
 _MAX_KEY_SPAN: Final = 1 << 20
+_MAX_PARTS: Final = 64
 
 
 class SketchMapping:
@@ -74,7 +75,8 @@ class QuantileSketch:
     def __init__(self, mapping: SketchMapping | float = 0.01) -> None:
         self.mapping = mapping if isinstance(mapping, SketchMapping) else mapping_for(mapping)
         self._bins: dict[int, int] | None = {}
-        self._frozen: bytes | None = None
+        self._frozen: list[bytes] | None = None
+        """Encoded bins while frozen: one part, plus parts merged in since (summed on read)."""
         self._zeros = 0
         self._count = 0
 
@@ -103,6 +105,16 @@ class QuantileSketch:
         if not other._count:
             return
         bins = self._bins
+        if bins is None and other._frozen is not None:
+            # Frozen into frozen (a minute folding into its coarse bucket): keep the encoded
+            # part as is, so an open coarse bucket costs bytes, not a 500-entry dict.
+            assert self._frozen is not None
+            self._frozen.extend(other._frozen)
+            self._zeros += other._zeros
+            self._count += other._count
+            if len(self._frozen) > _MAX_PARTS:
+                self.compact()
+            return
         if bins is None:
             bins = self._thaw()
         get = bins.get
@@ -128,7 +140,14 @@ class QuantileSketch:
         if self._bins is not None:
             return list(self._bins.items())
         assert self._frozen is not None
-        return _decode_bins(Reader(self._frozen, "quantile sketch"))[1]
+        if len(self._frozen) == 1:
+            return _decode_bins(Reader(self._frozen[0], "quantile sketch"))[1]
+        summed: dict[int, int] = {}
+        get = summed.get
+        for part in self._frozen:
+            for key, count in _decode_bins(Reader(part, "quantile sketch"))[1]:
+                summed[key] = get(key, 0) + count
+        return list(summed.items())
 
     def freeze(self) -> None:
         """Drop the dict and keep only the encoded bins: for buckets no event can reach any more.
@@ -140,8 +159,15 @@ class QuantileSketch:
             return
         w = Writer()
         _encode_bins(w, self._zeros, self._bins)
-        self._frozen = bytes(w.buf)
+        self._frozen = [bytes(w.buf)]
         self._bins = None
+
+    def compact(self) -> None:
+        """Fold the parts merged into a frozen sketch into one (same content, fewer bytes)."""
+        if self._frozen is not None and len(self._frozen) > 1:
+            w = Writer()
+            _encode_bins(w, self._zeros, dict(self.items()))
+            self._frozen = [bytes(w.buf)]
 
     def thaw(self) -> None:
         """Back to a dict, for a bucket that will take more values (restored open buckets)."""
@@ -212,7 +238,8 @@ class QuantileSketch:
     def write(self, w: Writer) -> None:
         """The bins only; the accuracy is the owner's to write once."""
         if self._frozen is not None:
-            w.raw(self._frozen)
+            self.compact()
+            w.raw(self._frozen[0])
         else:
             assert self._bins is not None
             _encode_bins(w, self._zeros, self._bins)
@@ -224,7 +251,7 @@ class QuantileSketch:
         zeros, pairs = _decode_bins(r)
         sketch = cls(mapping)
         sketch._bins = None
-        sketch._frozen = r.since(start)
+        sketch._frozen = [r.since(start)]
         sketch._zeros = zeros
         sketch._count = zeros + sum(count for _, count in pairs)
         return sketch

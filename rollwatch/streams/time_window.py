@@ -5,7 +5,9 @@ Layout. A *fine* ring holds the newest ``fine.buckets`` buckets of ``fine.bucket
 bucket that falls out of it is folded ("spilled") into the *coarse* bucket that
 contains it (default 6 hours, 29 kept). Every accepted event is therefore counted in
 exactly one place: its fine bucket while that is in the ring, its coarse bucket after.
-A coarse bucket is frozen once all of its minutes have spilled.
+Coarse buckets keep their sketches encoded (spilled minutes are appended as encoded
+parts and folded together once the bucket is complete), so the 7-day tier costs bytes,
+not dicts, in memory.
 
 Which buckets a query ``[start_ms, end_ms)`` covers: **a bucket counts iff its start
 lies in [start_ms, end_ms)**, in each tier. So with minute buckets:
@@ -399,17 +401,18 @@ class TimeWindows:
             self._expire_coarse(newest, coarse_index)
             self._coarse_newest = coarse_index
         target = self._coarse[slot]
-        if target is None:
+        if target is None or target.index < coarse_index:
+            if target is not None:  # only a pre-expiry leftover of this very slot
+                self.expired += 1
+                self._generation += 1
             target = self._coarse[slot] = Bucket(coarse_index, self.mapping)
-        elif target.index < coarse_index:  # only a pre-expiry leftover of this very slot
-            self.expired += 1
-            self._generation += 1
-            target = self._coarse[slot] = Bucket(coarse_index, self.mapping)
+            target.latency.freeze()  # so spilled minutes merge in as encoded parts
         elif target.index > coarse_index:
             self.expired += 1
             return
-        if target.latency.frozen:
-            self._generation += 1
+        done = self._coarse_done_below
+        if done is not None and coarse_index < done:
+            self._generation += 1  # a complete bucket changed (a caller's lagging watermark)
         target.merge(bucket)
 
     def _expire_coarse(self, old_newest: int | None, new_newest: int) -> None:
@@ -434,8 +437,8 @@ class TimeWindows:
         start = below - size if done is None else max(done, below - size)
         for index in range(start, below):
             bucket = self._coarse[index % size]
-            if bucket is not None and bucket.index == index and not bucket.latency.frozen:
-                bucket.latency.freeze()
+            if bucket is not None and bucket.index == index:
+                bucket.latency.compact()
                 self._generation += 1
         self._coarse_done_below = below
 
@@ -494,20 +497,20 @@ class TimeWindows:
         so a 7-day baseline asked at every timer tick costs a dict copy, not 29 decodes.
         """
         fine, coarse = self.buckets(start_ms, end_ms)
-        frozen = [b for b in coarse if b.latency.frozen]
+        done = self._coarse_done_below
+        complete = [b for b in coarse if done is not None and b.index < done]
         merged = QuantileSketch(self.mapping)
-        if frozen:
-            key = (frozen[0].index, frozen[-1].index, self._generation)
+        if complete:
+            key = (complete[0].index, complete[-1].index, self._generation)
             cached = self._cache
             if cached is None or cached[0] != key:
                 base = QuantileSketch(self.mapping)
-                for bucket in frozen:
+                for bucket in complete:
                     base.merge(bucket.latency)
                 cached = self._cache = (key, base)
             merged.merge(cached[1])
-        for bucket in coarse:
-            if not bucket.latency.frozen:
-                merged.merge(bucket.latency)
+        for bucket in coarse[len(complete) :]:
+            merged.merge(bucket.latency)
         for bucket in fine:
             merged.merge(bucket.latency)
         return merged
@@ -575,7 +578,6 @@ class TimeWindows:
         for bucket in coarse:
             assert self._coarse_newest is not None
             w.uint(self._coarse_newest - bucket.index)
-            w.flag(bucket.latency.frozen)
             bucket.write(w)
 
     @classmethod
@@ -617,15 +619,11 @@ class TimeWindows:
         for _ in range(count):
             assert windows._coarse_newest is not None
             index = windows._coarse_newest - r.bounded(0, coarse.buckets - 1, "coarse bucket offset")
-            frozen = r.flag()
             slot = index % coarse.buckets
             if windows._coarse[slot] is not None:
                 raise r.fail(f"coarse bucket {index} appears twice")
             bucket = windows._coarse[slot] = Bucket.read(r, index, windows.mapping)
-            if frozen:
-                bucket.latency.freeze()
-            else:
-                bucket.latency.thaw()
+            bucket.latency.freeze()
         return windows
 
     def to_bytes(self) -> bytes:
