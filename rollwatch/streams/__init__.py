@@ -5,6 +5,7 @@ explicit event time (``now_ms``). Every state object serializes to compact bytes
 (``to_bytes`` / ``from_bytes``) and restores exactly.
 """
 
+from rollwatch.streams.bucket import Bucket, WindowStats
 from rollwatch.streams.config import (
     DAY_MS,
     HOUR_MS,
@@ -32,7 +33,7 @@ from rollwatch.streams.evidence import EVIDENCE_KINDS, ComplaintLog, Evidence, E
 from rollwatch.streams.route_state import Applied, ComplaintsView, RouteState
 from rollwatch.streams.sketch import QuantileSketch, SketchMapping
 from rollwatch.streams.task_cost import TaskCostWindow, usd_to_nano
-from rollwatch.streams.time_window import Bucket, TimeWindows, WindowStats
+from rollwatch.streams.time_window import TimeWindows
 from rollwatch.streams.workflow_state import BatchResult, WorkflowState
 
 __all__ = [

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Final, TypeVar
 
 from rollwatch.events import Arm, CallEvent, ComplaintEvent, Event, ReviewEvent
+from rollwatch.streams.bucket import Bucket, WindowStats
 from rollwatch.streams.codec import KIND_ROUTE, Reader, Writer, frame, unframe
 from rollwatch.streams.config import DAY_MS, MINUTE_MS, StreamsConfig
 from rollwatch.streams.count_window import CountWindow
@@ -30,7 +31,7 @@ from rollwatch.streams.errors import InvalidConfig, InvalidQuery
 from rollwatch.streams.evidence import ComplaintLog, Evidence, EvidenceKind, EvidenceReservoir
 from rollwatch.streams.sketch import QuantileSketch, mapping_for
 from rollwatch.streams.task_cost import TaskCostWindow
-from rollwatch.streams.time_window import Bucket, TimeWindows, WindowStats
+from rollwatch.streams.time_window import TimeWindows
 
 __all__ = ["Applied", "ComplaintsView", "RouteState"]
 
