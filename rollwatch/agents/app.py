@@ -148,6 +148,10 @@ def _faust_config(settings: Settings, options: WorkerOptions, partitions: int) -
         # Tansu has no InitProducerId: exactly_once would turn on the idempotent producer.
         "processing_guarantee": "at_least_once",
         "store": "memory://",
+        # Everything is raw bytes: a key or value faust cannot decode ends the agent's stream
+        # silently (KeyDecodeError in the passive drainer), so faust must never try.
+        "key_serializer": "raw",
+        "value_serializer": "raw",
         "autodiscover": False,
         "datadir": str(options.data_dir or Path(tempfile.gettempdir()) / f"rollwatch-{options.group}-{name}"),
         "topic_partitions": partitions,
@@ -261,9 +265,14 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
     options = options or WorkerOptions()
     partitions = options.partitions or settings.telemetry_partitions
     app = faust.App(options.group, **_faust_config(settings, options, partitions))
-    raw: Any = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    telemetry = app.topic(settings.topic_telemetry, schema=raw)
-    table = app.Table("state", schema=raw, partitions=partitions, help="Engine checkpoint per workflow")
+    # Not one shared Schema: faust's Table overwrites the serializers of the schema it is given
+    # (with json unless key_type/value_type are bytes), which would then break the topic too.
+    telemetry = app.topic(
+        settings.topic_telemetry, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+    table = app.Table(
+        "state", key_type=bytes, value_type=bytes, partitions=partitions, help="Engine checkpoint per workflow"
+    )
     topics = Topics(
         telemetry=settings.topic_telemetry,
         control=settings.topic_control,
@@ -306,6 +315,8 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
                 fail_stop(f"batch of {len(events)} messages could not be processed and delivered", exc)
             for event in events:
                 await stream.ack(event)
+        if not app.should_stop:
+            fail_stop("the telemetry stream ended while the worker runs")
 
     app.agent(telemetry, name=f"{options.group}.ingest")(ingest)
 

@@ -194,7 +194,7 @@ class Runtime:
 
     # -- engines ---------------------------------------------------------------------------
 
-    def _create(self, workflow: str, home: int) -> Slot | None:
+    def _create(self, workflow: str, home: int, *, install: bool = True) -> Slot | None:
         try:
             engine = self.factory.new(workflow)
         except Exception:
@@ -202,7 +202,8 @@ class Runtime:
             self.metrics.engine_errors.labels(self.metrics.workflow(workflow), "new").inc()
             return None
         slot = self.slots[workflow] = Slot(workflow, engine, home)
-        self._install_ticket(slot)
+        if install:
+            self._install_ticket(slot)
         return slot
 
     def _install_ticket(self, slot: Slot) -> Exception | None:
@@ -387,7 +388,7 @@ class Runtime:
         if not self.owns(workflow):
             metrics.tickets.labels("stored").inc()
             return []
-        slot = self.slots.get(workflow) or self._create(workflow, self.key_partition(workflow))
+        slot = self.slots.get(workflow) or self._create(workflow, self.key_partition(workflow), install=False)
         if slot is None:
             return reject("no engine could be created for this workflow")
         if slot.ticket == record.value:
