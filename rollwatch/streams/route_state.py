@@ -240,10 +240,10 @@ class RouteState:
         Cheap for one fine bucket (a per-minute p95 at any past ``now_ms`` within the fine
         horizon), so a gate can check how long a condition has held minute by minute.
         """
-        return self.windows.latency_sketch(*_range(span_ms, now_ms)).quantile(q)
+        return self.windows.latency_quantiles((q,), *_range(span_ms, now_ms))[0]
 
     def latency_quantiles(self, qs: tuple[float, ...], span_ms: int, now_ms: int) -> list[float | None]:
-        return self.windows.latency_sketch(*_range(span_ms, now_ms)).quantiles(qs)
+        return self.windows.latency_quantiles(tuple(qs), *_range(span_ms, now_ms))
 
     def baseline_latency_quantile(
         self,
@@ -259,7 +259,7 @@ class RouteState:
         starting on a coarse-bucket boundary at its old end (see ``time_window``).
         """
         end = now_ms - recent_ms
-        return self.windows.latency_sketch(*_range(baseline_ms, end)).quantile(q)
+        return self.windows.latency_quantiles((q,), *_range(baseline_ms, end))[0]
 
     def complaints_between(self, start_ms: int, end_ms: int) -> ComplaintsView:
         """Confirmed complaints with ``start_ms <= ts < end_ms`` (exact, not bucketed)."""

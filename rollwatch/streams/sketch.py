@@ -70,7 +70,7 @@ def mapping_for(accuracy: float) -> SketchMapping:
 class QuantileSketch:
     """Counts of values per logarithmic bin; add, merge, and read quantiles."""
 
-    __slots__ = ("_bins", "_count", "_frozen", "_zeros", "mapping")
+    __slots__ = ("_bins", "_count", "_frozen", "_memo", "_zeros", "mapping")
 
     def __init__(self, mapping: SketchMapping | float = 0.01) -> None:
         self.mapping = mapping if isinstance(mapping, SketchMapping) else mapping_for(mapping)
@@ -79,6 +79,8 @@ class QuantileSketch:
         """Encoded bins while frozen: one part, plus parts merged in since (summed on read)."""
         self._zeros = 0
         self._count = 0
+        self._memo: dict[tuple[float, ...], list[float | None]] | None = None
+        """Answers of a frozen sketch, which cannot change until it thaws."""
 
     def add(self, value: float) -> None:
         bins = self._bins
@@ -109,6 +111,7 @@ class QuantileSketch:
             # Frozen into frozen (a minute folding into its coarse bucket): keep the encoded
             # part as is, so an open coarse bucket costs bytes, not a 500-entry dict.
             assert self._frozen is not None
+            self._memo = None
             self._frozen.extend(other._frozen)
             self._zeros += other._zeros
             self._count += other._count
@@ -117,9 +120,13 @@ class QuantileSketch:
             return
         if bins is None:
             bins = self._thaw()
-        get = bins.get
-        for key, count in other.items():
-            bins[key] = get(key, 0) + count
+        self._memo = None
+        if not bins and other._bins is not None:
+            self._bins = dict(other._bins)  # into an empty sketch: a copy in C
+        else:
+            get = bins.get
+            for key, count in other.items():
+                bins[key] = get(key, 0) + count
         self._zeros += other._zeros
         self._count += other._count
 
@@ -178,6 +185,7 @@ class QuantileSketch:
         assert self._frozen is not None
         self._bins = dict(self.items())
         self._frozen = None
+        self._memo = None
         return self._bins
 
     def copy(self) -> QuantileSketch:
@@ -197,6 +205,20 @@ class QuantileSketch:
         n = self._count
         if n == 0:
             return [None] * len(qs)
+        if self._bins is None:
+            key = tuple(qs)
+            if self._memo is None:
+                self._memo = {}
+            known = self._memo.get(key)
+            if known is None:
+                if len(self._memo) >= 8:
+                    self._memo.clear()
+                known = self._memo[key] = self._quantiles(qs)
+            return list(known)
+        return self._quantiles(qs)
+
+    def _quantiles(self, qs: Sequence[float]) -> list[float | None]:
+        n = self._count
         pairs = sorted(self.items())
         keys = [key for key, _ in pairs]
         cumulative = list(accumulate(count for _, count in pairs))

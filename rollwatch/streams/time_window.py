@@ -32,6 +32,7 @@ owner's ``on_close`` hook sees it (drift detectors are fed per closed bucket).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from rollwatch.streams.bucket import INT_FIELDS, Bucket, WindowStats
 from rollwatch.streams.codec import KIND_TIME_WINDOWS, Reader, Writer, frame, unframe
@@ -40,6 +41,10 @@ from rollwatch.streams.errors import InvalidQuery
 from rollwatch.streams.sketch import QuantileSketch, SketchMapping, mapping_for
 
 __all__ = ["TimeWindows"]
+
+_CACHE_SIZE: Final = 6
+"""Merged ranges kept per route: a gate asks a handful (30 min, 60 min, 7-day baseline)."""
+
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
@@ -54,6 +59,7 @@ class TimeWindows:
         "_coarse_done_below",
         "_coarse_newest",
         "_fine",
+        "_fine_generation",
         "_generation",
         "_last",
         "_newest",
@@ -82,7 +88,10 @@ class TimeWindows:
         self._coarse_done_below: int | None = None
         self._last: Bucket | None = None
         self._generation = 0
-        self._cache: tuple[tuple[int, int, int], QuantileSketch] | None = None
+        """Bumped whenever a complete coarse bucket changes or leaves: keys the coarse cache."""
+        self._fine_generation = 0
+        """Bumped whenever a closed fine bucket changes or leaves: keys the fine cache."""
+        self._cache: dict[tuple[int, int, int, int, int], QuantileSketch] = {}
 
     # -- updates ---------------------------------------------------------------------------
 
@@ -101,6 +110,8 @@ class TimeWindows:
         bucket = self._fine[slot]
         if bucket is None:
             bucket = self._fine[slot] = Bucket(index, self.mapping)
+        elif self._open_from is not None and index < self._open_from:
+            self._fine_generation += 1  # a closed bucket reopened: only with a lagging watermark
         self._last = bucket
         return bucket
 
@@ -129,6 +140,8 @@ class TimeWindows:
                 if hook is not None:
                     hook(bucket)
         self._open_from = target
+        if self._last is not None and self._last.index < target:
+            self._last = None
 
     def _advance(self, index: int) -> None:
         size = self.fine.buckets
@@ -148,6 +161,7 @@ class TimeWindows:
             bucket = ring[slot]
             if bucket is not None and bucket.index == old:
                 ring[slot] = None
+                self._fine_generation += 1
                 self._spill(bucket)
         if self._last is not None and self._last.index < oldest_kept:
             self._last = None
@@ -254,27 +268,53 @@ class TimeWindows:
     def latency_sketch(self, start_ms: int, end_ms: int) -> QuantileSketch:
         """One sketch of every latency in [start_ms, end_ms), merged from the buckets.
 
-        The merge of frozen coarse buckets is cached (they change once per coarse bucket),
-        so a 7-day baseline asked at every timer tick costs a dict copy, not 29 decodes.
+        Buckets that can no longer change (closed fine buckets, complete coarse ones) are
+        merged once and cached by range, so a 30-minute p95 or a 7-day baseline asked at
+        every timer tick costs a dict copy plus the few open buckets, not dozens of decodes.
         """
         fine, coarse = self.buckets(start_ms, end_ms)
-        done = self._coarse_done_below
-        complete = [b for b in coarse if done is not None and b.index < done]
         merged = QuantileSketch(self.mapping)
-        if complete:
-            key = (complete[0].index, complete[-1].index, self._generation)
-            cached = self._cache
-            if cached is None or cached[0] != key:
-                base = QuantileSketch(self.mapping)
-                for bucket in complete:
-                    base.merge(bucket.latency)
-                cached = self._cache = (key, base)
-            merged.merge(cached[1])
-        for bucket in coarse[len(complete) :]:
+        done = self._coarse_done_below
+        complete = 0 if done is None else sum(1 for b in coarse if b.index < done)
+        self._merge_cached(merged, coarse[:complete], 1, self._generation)
+        for bucket in coarse[complete:]:
             merged.merge(bucket.latency)
-        for bucket in fine:
+        open_from = self._open_from
+        closed = 0 if open_from is None else sum(1 for b in fine if b.index < open_from)
+        self._merge_cached(merged, fine[:closed], 0, self._fine_generation)
+        for bucket in fine[closed:]:
             merged.merge(bucket.latency)
         return merged
+
+    def latency_quantiles(self, qs: tuple[float, ...], start_ms: int, end_ms: int) -> list[float | None]:
+        """Quantiles of [start_ms, end_ms); one closed bucket answers from its own memo.
+
+        That makes a walk over past minutes (how long has p95 been high?) cost microseconds
+        a minute once each minute has been asked once.
+        """
+        fine, coarse = self.buckets(start_ms, end_ms)
+        if len(fine) + len(coarse) == 1:
+            only = (fine or coarse)[0]
+            if only.latency.frozen:
+                return only.latency.quantiles(qs)
+        return self.latency_sketch(start_ms, end_ms).quantiles(qs)
+
+    def _merge_cached(self, into: QuantileSketch, buckets: list[Bucket], tier: int, generation: int) -> None:
+        if not buckets:
+            return
+        if len(buckets) == 1:
+            into.merge(buckets[0].latency)
+            return
+        key = (tier, buckets[0].index, buckets[-1].index, len(buckets), generation)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = QuantileSketch(self.mapping)
+            for bucket in buckets:
+                cached.merge(bucket.latency)
+            while len(self._cache) >= _CACHE_SIZE:
+                del self._cache[next(iter(self._cache))]
+            self._cache[key] = cached
+        into.merge(cached)
 
     @property
     def newest_index(self) -> int | None:

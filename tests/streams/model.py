@@ -175,6 +175,7 @@ def assert_route_matches(state: RouteState, model: RouteModel, queries: list[tup
         sketch = state.latency_sketch(start, end)
         assert sketch.count == len(c_calls)
         got = sketch.quantiles((0.0, 0.5, 0.95, 0.99, 1.0))
+        assert state.windows.latency_quantiles((0.0, 0.5, 0.95, 0.99, 1.0), start, end) == got
         if c_calls:
             exact = np.percentile([c.latency_ms for c in c_calls], [0, 50, 95, 99, 100])
             for g, e in zip(got, exact, strict=True):
