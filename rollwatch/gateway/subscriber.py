@@ -1,0 +1,227 @@
+"""Keeps a gateway's :class:`FlagCache` current from Kafka, and acks what it applied.
+
+At start it reads the releases topic (tickets: the flags' base state and the authority
+commands are checked against) and the compacted flags topic (the flag store's state of
+record), then tails the control topic from just after the newest command that state
+contains, or from the end where the flag store has written nothing. It keeps tailing
+all three: control for speed (a command lands here without waiting for the flag
+store), flags for catching up on anything missed while it was down.
+
+Each command goes through the same checks as in the flag store (:mod:`~rollwatch.flagstore.verify`).
+The flag store's documents are taken as they are (they are the product of the same
+checks); a deployment that does not trust writers of the flags topic passes
+``follow_flag_store=False`` and relies on signed commands alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from rollwatch.commands import ControlAck, decode_command, encode_ack
+from rollwatch.errors import ContractError
+from rollwatch.flagstore.errors import StateFormatError
+from rollwatch.flagstore.state import decode_state
+from rollwatch.flagstore.topics import make_consumer, partitions_of, read_to_end
+from rollwatch.flagstore.verify import CommandChecker, Refusal
+from rollwatch.gateway.cache import FlagCache
+from rollwatch.kafka import make_producer
+from rollwatch.settings import Settings
+from rollwatch.signing import Keyring, keyring_from_settings
+from rollwatch.tickets import TicketError
+
+__all__ = ["ControlSubscriber"]
+
+log = logging.getLogger(__name__)
+
+Status = Literal["applied", "refused", "duplicate"]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ControlSubscriber:
+    """Feeds ``cache`` from the control, releases and flags topics of ``settings``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        cache: FlagCache,
+        *,
+        consumer_name: str = "gateway",
+        keys: Keyring | None = None,
+        follow_flag_store: bool = True,
+        send_acks: bool = True,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.name = consumer_name
+        self.checker = CommandChecker(keys if keys is not None else keyring_from_settings(settings), cache.tickets)
+        self.follow_flag_store = follow_flag_store
+        self.send_acks = send_acks
+        self.clock = clock
+        self.counts: dict[str, int] = {"applied": 0, "refused": 0, "duplicate": 0, "merged": 0}
+        self.last_refusal: Refusal | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._releases: list[TopicPartition] = []
+        self._flags: list[TopicPartition] = []
+        self._control: list[TopicPartition] = []
+        self._stopping = False
+
+    async def start(self) -> None:
+        if self.send_acks:
+            self._producer = make_producer(self.settings, linger_ms=0)
+            await self._producer.start()
+        consumer = make_consumer(self.settings, fetch_max_wait_ms=20)
+        await consumer.start()
+        self._consumer = consumer
+        try:
+            self._releases = await partitions_of(consumer, self.settings.topic_releases)
+            self._control = await partitions_of(consumer, self.settings.topic_control)
+            self._flags = await partitions_of(consumer, self.settings.topic_flags) if self.follow_flag_store else []
+            consumer.assign(self._releases + self._flags + self._control)
+            await consumer.seek_to_beginning(*self._releases, *self._flags)
+            await read_to_end(consumer, self._releases, self._on_release)
+            if self._flags:
+                await read_to_end(consumer, self._flags, self._on_flags)
+            await self._position_control(consumer)
+        except BaseException:
+            await self.stop()
+            raise
+        self._task = asyncio.create_task(self._run(), name=f"rollwatch-gateway-{self.name}")
+
+    async def _position_control(self, consumer: AIOKafkaConsumer) -> None:
+        end = await consumer.end_offsets(self._control)
+        for tp in self._control:
+            offsets = [
+                s.offset
+                for s in self.cache.book.workflows.values()
+                if s.partition == tp.partition and s.offset is not None
+            ]
+            consumer.seek(tp, max(offsets) + 1 if offsets else end[tp])
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def __aenter__(self) -> ControlSubscriber:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        control = set(self._control)
+        releases = set(self._releases)
+        while True:
+            try:
+                batches = await consumer.getmany(timeout_ms=200)
+            except KafkaError:
+                log.exception("gateway %s: fetch failed; retrying", self.name)
+                await asyncio.sleep(0.5)
+                continue
+            # Tickets first: a ticket revision and the command that relies on it may share a fetch.
+            for tp in sorted(batches, key=lambda tp: (tp not in releases, tp in control)):
+                for record in batches[tp]:
+                    try:
+                        if tp in releases:
+                            self._on_release(record)
+                        elif tp in control:
+                            await self.handle(record.value, tp.partition, record.offset)
+                        else:
+                            self._on_flags(record)
+                    except Exception:  # one bad record must not stop rollbacks from landing
+                        log.exception("gateway %s: failed on %s@%d; skipped", self.name, tp, record.offset)
+
+    def _on_release(self, record: Any) -> None:
+        source = f"{record.topic}[{record.partition}]@{record.offset}"
+        try:
+            self.cache.load_release(record.key, record.value, source)
+        except TicketError as exc:
+            log.error("gateway %s: ticket at %s does not load; keeping the previous one: %s", self.name, source, exc)
+
+    def _on_flags(self, record: Any) -> None:
+        if record.value is None:
+            return
+        try:
+            state = decode_state(record.value)
+        except StateFormatError as exc:
+            log.error("gateway %s: flags record %d@%d skipped: %s", self.name, record.partition, record.offset, exc)
+            return
+        if self.cache.merge(state):
+            self.counts["merged"] += 1
+
+    async def handle(self, raw: bytes | None, partition: int | None = None, offset: int | None = None) -> Status | None:
+        """Check and apply one control message; what was done (None for an unreadable one)."""
+        try:
+            command = decode_command(raw or b"")
+        except ContractError as exc:
+            log.warning("gateway %s: control message %s@%s refused: %s", self.name, partition, offset, exc)
+            self.counts["refused"] += 1
+            return None
+        refusal = self.checker.check_signature(command)
+        if refusal is None and self.cache.book.seen(command.command_id):
+            await self._ack(command.command_id, command.workflow, "duplicate", None)
+            return "duplicate"
+        if refusal is None:
+            refusal = self.checker.check_policy(command, self.clock())
+            if refusal is not None and refusal.code in ("unknown_ticket", "stale_ticket") and self._consumer:
+                with contextlib.suppress(Exception):
+                    await read_to_end(self._consumer, self._releases, self._on_release, timeout_s=2.0)
+                refusal = self.checker.check_policy(command, self.clock())
+        if refusal is not None:
+            self.last_refusal = refusal
+            log.warning("gateway %s: command %s refused: %s", self.name, command.command_id, refusal)
+            await self._ack(command.command_id, command.workflow, "refused", str(refusal))
+            return "refused"
+        self.cache.apply(command, self.clock(), partition, offset)
+        await self._ack(command.command_id, command.workflow, "applied", None)
+        return "applied"
+
+    async def _ack(self, command_id: str, workflow: str, status: Status, detail: str | None) -> None:
+        self.counts[status] += 1
+        if self._producer is None:
+            return
+        ack = ControlAck(
+            command_id=command_id,
+            consumer=self.name,
+            applied_at=self.clock(),
+            workflow=workflow,
+            status=status,
+            detail=detail[:4096] if detail else None,
+        )
+        # Queue the ack without waiting for the broker: the next command should not wait on it.
+        try:
+            delivery = await self._producer.send(self.settings.topic_acks, encode_ack(ack), key=workflow.encode())
+        except KafkaError as exc:
+            log.warning("gateway %s: ack of %s not sent: %s", self.name, command_id, exc)
+            return
+        delivery.add_done_callback(self._ack_delivered)
+
+    def _ack_delivered(self, delivery: asyncio.Future[Any]) -> None:
+        if not delivery.cancelled() and delivery.exception() is not None:
+            log.warning("gateway %s: an ack was not delivered: %s", self.name, delivery.exception())
