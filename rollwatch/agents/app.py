@@ -232,6 +232,7 @@ class _Pipeline:
             if not self.runtime.recovered or self.app.rebalancing:
                 return
             judgement = self.runtime.judge(list(self.runtime.slots.values()), wall_ms())
+            self.runtime.totals["ticks"] += 1
             if judgement.commands:
                 await self._deliver(judgement.commands)
                 await self._deliver(self.runtime.checkpoint(judgement.emitted))

@@ -133,7 +133,15 @@ class Runtime:
         self.assigned: frozenset[int] | None = None
         self.recovered = False
         self.positions: dict[int, int] = {}
-        self.totals = {"messages": 0, "events": 0, "batches": 0, "replayed": 0, "deadletters": 0, "commands": 0}
+        self.totals = {
+            "messages": 0,
+            "events": 0,
+            "batches": 0,
+            "replayed": 0,
+            "deadletters": 0,
+            "commands": 0,
+            "ticks": 0,
+        }
         self.first_batch_at: float | None = None
         self.last_batch_at: float | None = None
 

@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ __all__ = [
     "WorkerProcess",
     "call",
     "produce",
+    "produce_events",
     "read_topic",
     "wait_until",
     "write_config",
@@ -93,7 +94,7 @@ async def produce(settings: Settings, topic: str, messages: Iterable[tuple[bytes
         await producer.stop()
 
 
-async def produce_events(settings: Settings, batches: Iterable[list[Event]]) -> None:
+async def produce_events(settings: Settings, batches: Iterable[Sequence[Event]]) -> None:
     """Each list is one telemetry message, keyed by the workflow of its first event."""
     await produce(settings, settings.topic_telemetry, ((b[0].workflow.encode(), encode_events(b)) for b in batches))
 
