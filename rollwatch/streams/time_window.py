@@ -40,7 +40,8 @@ from rollwatch.streams.config import WindowSpec
 from rollwatch.streams.errors import InvalidQuery
 from rollwatch.streams.sketch import QuantileSketch, SketchMapping, mapping_for
 
-__all__ = ["TimeWindows"]
+# Bucket and WindowStats live in ``bucket``; re-exported here, where callers first found them.
+__all__ = ["Bucket", "TimeWindows", "WindowStats"]
 
 _CACHE_SIZE: Final = 6
 """Merged ranges kept per route: a gate asks a handful (30 min, 60 min, 7-day baseline)."""
