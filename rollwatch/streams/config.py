@@ -93,6 +93,7 @@ class DriftSpec:
     up to one bucket plus the allowed lateness, and costs nothing per event.
     ``feed="event"`` gives it every event's value: earliest detection, ~1-2 µs per event
     with ADWIN and far more with KSWIN (a KS test per value).
+    ``metrics=()`` turns drift detection off for the route.
     """
 
     kind: DriftKind = "adwin"

@@ -90,11 +90,11 @@ class WorkflowState:
             self.duplicates += 1
             return Applied.DUPLICATE
         ts = event.ts_ms
-        self._max_ts = max(self._max_ts, ts)
+        max_ts = self._max_ts = ts if ts > self._max_ts else self._max_ts
         route = self._routes.get(event.route)
         if route is None:
             route = self._routes[event.route] = RouteState(self.workflow, event.route, self.config)
-        result = route.apply(event, self._max_ts - self.config.allowed_lateness_ms)
+        result = route.apply(event, max_ts - self.config.allowed_lateness_ms)
         if result is Applied.APPLIED and event.arm is not None:
             self._learned_arms[event.arm] = event.route
         return result
