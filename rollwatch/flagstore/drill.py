@@ -1,0 +1,282 @@
+"""The rollback drill: "prove the rollback flag before launch" (the rollback-plan seed).
+
+A flag that has never restored the prior route is only a configuration value. The
+drill publishes a signed ``drill`` command that sets the ticket's first-rollback flags,
+waits for the expected consumers (flag stores, gateways) to acknowledge it, reports
+each one's time from ``issued_at`` to applying it, then publishes ``drill_restore``
+with the values in force before the drill, and waits for those acks too. It restores
+even when the drill failed.
+
+By default the drill targets the segment :data:`DRILL_SEGMENT`, which no real traffic
+uses: every consumer still has to receive, verify, authorize, apply and ack it, so the
+control path is proven end to end without moving users. ``segment=None`` drills the
+whole workflow (staging, or a deliberate production drill).
+
+The issuer must be allowed to set every drilled flag (see :mod:`~rollwatch.flagstore.verify`);
+by default it is the first owner, in role order, the ticket allows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from aiokafka import AIOKafkaConsumer
+
+from rollwatch.commands import ControlAck, Evidence, Reason, RollbackCommand, TicketRef, decode_ack, encode_command
+from rollwatch.errors import ContractError
+from rollwatch.flagstore.errors import DrillError
+from rollwatch.flagstore.service import load_flag_states
+from rollwatch.flagstore.state import FlagMap
+from rollwatch.flagstore.topics import make_consumer, partitions_of, read_to_end
+from rollwatch.flagstore.verify import TicketBook, authority_refusal
+from rollwatch.kafka import make_producer
+from rollwatch.settings import Settings
+from rollwatch.signing import SigningKey, sign_command, signing_key_from_settings
+from rollwatch.tickets import ROLES, Ticket, TicketError, apply_changes, candidate_flags, flag_changes
+
+__all__ = ["DRILL_SEGMENT", "ConsumerResult", "DrillReport", "PhaseReport", "drill_flags", "run_drill"]
+
+DRILL_SEGMENT: Final = "rollwatch-drill"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerResult:
+    consumer: str
+    status: str | None
+    """``applied``, ``duplicate``, ``refused``, or None when no ack arrived in time."""
+    apply_ms: float | None
+    detail: str | None = None
+
+    def ok(self, deadline_s: float) -> bool:
+        in_time = self.apply_ms is not None and self.apply_ms <= deadline_s * 1000
+        return self.status in ("applied", "duplicate") and in_time
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseReport:
+    action: str
+    command_id: str
+    issued_at: str
+    flags: dict[str, Any]
+    results: tuple[ConsumerResult, ...]
+    others: tuple[ConsumerResult, ...]
+    """Consumers that acked without being expected: worth knowing, never a failure."""
+
+
+@dataclass(frozen=True, slots=True)
+class DrillReport:
+    workflow: str
+    segment: str | None
+    principal: str
+    deadline_s: float
+    drill: PhaseReport
+    restore: PhaseReport
+
+    @property
+    def missed(self) -> list[tuple[str, ConsumerResult]]:
+        return [
+            (phase.action, result)
+            for phase in (self.drill, self.restore)
+            for result in phase.results
+            if not result.ok(self.deadline_s)
+        ]
+
+    @property
+    def ok(self) -> bool:
+        return not self.missed
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"ok": self.ok}
+
+    def lines(self) -> list[str]:
+        scope = f"segment {self.segment!r}" if self.segment else "the whole workflow"
+        out = [f"drill of {self.workflow!r} on {scope}, as {self.principal}, deadline {self.deadline_s:g}s"]
+        for phase in (self.drill, self.restore):
+            flags = ", ".join(f"{k}={v}" for k, v in phase.flags.items())
+            out.append(f"  {phase.action} {phase.command_id}: {flags}")
+            for result in (*phase.results, *phase.others):
+                when = f"{result.apply_ms:9.1f} ms" if result.apply_ms is not None else "        -   "
+                verdict = "ok" if result.ok(self.deadline_s) else ("MISSED" if result.status is None else "FAILED")
+                if result in phase.others:
+                    verdict = "(not expected)"
+                status = result.status or f"no ack within {self.deadline_s:g}s"
+                detail = f" - {result.detail}" if result.detail else ""
+                out.append(f"    {result.consumer:<24} {status:<10} {when}  {verdict}{detail}")
+        out.append("result: ok" if self.ok else f"result: FAILED ({len(self.missed)} consumer(s) missed the deadline)")
+        return out
+
+
+def drill_flags(ticket: Ticket) -> FlagMap:
+    """The flags the ticket's first rollback sets: what the drill proves can be flipped."""
+    changes = [flag_changes(ticket, action) for action in ticket.first_rollback]
+    return {str(name): value for name, value in apply_changes({}, changes).items()}
+
+
+async def _ticket(settings: Settings, workflow: str) -> Ticket:
+    book = TicketBook()
+    consumer = make_consumer(settings)
+    await consumer.start()
+    try:
+        tps = await partitions_of(consumer, settings.topic_releases)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+
+        def take(record: Any) -> None:
+            # A ticket that does not load is not honoured by the consumers either: skip it.
+            with contextlib.suppress(TicketError):
+                book.load_record(record.key, record.value, f"{record.topic}@{record.offset}")
+
+        await read_to_end(consumer, tps, take)
+    finally:
+        await consumer.stop()
+    ticket = book.get(workflow)
+    if ticket is None:
+        raise DrillError(f"no ticket in force for workflow {workflow!r} on {settings.topic_releases}")
+    return ticket
+
+
+def _command(
+    ticket: Ticket,
+    action: str,
+    command_id: str,
+    flags: Mapping[str, Any],
+    segment: str | None,
+    principal: str,
+    issued: datetime,
+    ttl: timedelta,
+) -> RollbackCommand:
+    return RollbackCommand.model_validate(
+        {
+            "command_id": command_id,
+            "issued_at": issued,
+            "workflow": ticket.workflow,
+            "segment": segment,
+            "action": action,
+            "flags": dict(flags),
+            "reason": Reason(
+                gate="drill",
+                metric="rollback-drill",
+                observed=None,
+                threshold=None,
+                window="drill",
+                samples={},
+                detail="rollback drill: prove the rollback flags before launch",
+            ),
+            "evidence": Evidence(trace_ids=[], event_ids=[]),
+            "issued_by": principal,
+            "ticket": TicketRef(id=ticket.ticket, revision=ticket.revision),
+            "expires_at": issued + ttl,
+        }
+    )
+
+
+def _principal(ticket: Ticket, flags: Mapping[str, Any], segment: str | None, requested: str | None) -> str:
+    probe = _command(ticket, "drill", "probe", flags, segment, "?", datetime.now(UTC), timedelta(minutes=1))
+    names = [requested] if requested else [getattr(ticket.owners, role) for role in ROLES]
+    for name in names:
+        problem = authority_refusal(ticket, probe.model_copy(update={"issued_by": name}))
+        if problem is None:
+            return name
+        if requested:
+            raise DrillError(f"{name} may not drill these flags: {problem}")
+    raise DrillError(f"no owner of ticket {ticket.ticket} may set every drilled flag ({', '.join(flags)})")
+
+
+async def _phase(
+    consumer: AIOKafkaConsumer,
+    settings: Settings,
+    key: SigningKey,
+    command: RollbackCommand,
+    expected: Sequence[str],
+    deadline_s: float,
+) -> PhaseReport:
+    signed = sign_command(command, key=key)
+    producer = make_producer(settings, linger_ms=0)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topic_control, encode_command(signed), key=command.workflow.encode())
+    finally:
+        await producer.stop()
+    acks: dict[str, ControlAck] = {}
+    stop_at = time.monotonic() + deadline_s
+    while time.monotonic() < stop_at and not all(name in acks for name in expected):
+        batches = await consumer.getmany(timeout_ms=50)
+        for records in batches.values():
+            for record in records:
+                try:
+                    ack = decode_ack(record.value or b"")
+                except ContractError:
+                    continue
+                if ack.command_id == command.command_id:
+                    acks.setdefault(ack.consumer, ack)
+
+    def result(name: str) -> ConsumerResult:
+        ack = acks.get(name)
+        if ack is None:
+            return ConsumerResult(name, None, None)
+        took = (ack.applied_at - command.issued_at).total_seconds() * 1000
+        return ConsumerResult(name, ack.status, round(took, 3), ack.detail)
+
+    return PhaseReport(
+        action=command.action,
+        command_id=command.command_id,
+        issued_at=command.issued_at.isoformat(),
+        flags=dict(command.flags),
+        results=tuple(result(name) for name in expected),
+        others=tuple(result(name) for name in sorted(acks) if name not in expected),
+    )
+
+
+async def run_drill(
+    settings: Settings,
+    workflow: str,
+    *,
+    consumers: Sequence[str] = ("flagstore",),
+    segment: str | None = DRILL_SEGMENT,
+    deadline_s: float | None = None,
+    principal: str | None = None,
+    flags: Mapping[str, Any] | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> DrillReport:
+    """Drill, restore, and report; raises :class:`DrillError` when the drill cannot even start."""
+    if not consumers:
+        raise DrillError("name at least one consumer whose ack the drill waits for")
+    key = signing_key_from_settings(settings)
+    if key is None:
+        raise DrillError("no signing key: set ROLLWATCH_SIGNING_KEY (the consumers refuse unsigned commands)")
+    deadline = deadline_s if deadline_s is not None else settings.command_ack_deadline_s
+    ticket = await _ticket(settings, workflow)
+    drilled = dict(flags) if flags else drill_flags(ticket)
+    if not drilled:
+        raise DrillError(f"ticket {ticket.ticket}'s first rollback sets no flags; pass the flags to drill")
+    issuer = _principal(ticket, drilled, segment, principal)
+    states = {s.workflow: s for s in await load_flag_states(settings)}
+    base = {str(k): v for k, v in candidate_flags(ticket).items()}
+    state = states.get(workflow)
+    before = state.effective(segment, base) if state else base
+    restore = {name: before[name] for name in drilled if name in before}
+    ttl = timedelta(seconds=max(60.0, 3 * deadline))
+    drill_id = f"drill-{uuid.uuid4().hex[:16]}"
+
+    consumer = make_consumer(settings)
+    await consumer.start()
+    try:
+        tps = await partitions_of(consumer, settings.topic_acks)
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)  # fix "the end" before anything is published
+        issued = clock()
+        drill_cmd = _command(ticket, "drill", drill_id, drilled, segment, issuer, issued, ttl)
+        drill = await _phase(consumer, settings, key, drill_cmd, consumers, deadline)
+        restore_cmd = _command(ticket, "drill_restore", f"{drill_id}-restore", restore, segment, issuer, clock(), ttl)
+        restored = await _phase(consumer, settings, key, restore_cmd, consumers, deadline)
+    finally:
+        await consumer.stop()
+    return DrillReport(workflow, segment, issuer, deadline, drill, restored)
