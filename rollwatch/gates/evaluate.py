@@ -23,7 +23,7 @@ from rollwatch.gates.sequential import GuardVerdict, difference_above, rate_abov
 from rollwatch.streams.count_window import CountWindow
 from rollwatch.streams.evidence import Evidence, EvidenceKind
 from rollwatch.streams.route_state import RouteState
-from rollwatch.streams.time_window import WindowStats
+from rollwatch.streams.bucket import WindowStats
 from rollwatch.tickets.durations import format_duration
 from rollwatch.tickets.gates import (
     AnyGate,
