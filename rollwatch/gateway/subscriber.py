@@ -144,8 +144,9 @@ class ControlSubscriber:
                 log.exception("gateway %s: fetch failed; retrying", self.name)
                 await asyncio.sleep(0.5)
                 continue
-            # Tickets first: a ticket revision and the command that relies on it may share a fetch.
-            for tp in sorted(batches, key=lambda tp: (tp not in releases, tp in control)):
+            # Tickets first (a revision and the command relying on it may share a fetch), then
+            # commands, then the flag store's documents, which are derived from those commands.
+            for tp in sorted(batches, key=lambda tp: (tp not in releases, tp not in control)):
                 for record in batches[tp]:
                     try:
                         if tp in releases:
