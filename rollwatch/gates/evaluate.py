@@ -20,10 +20,10 @@ from typing import Any
 
 from rollwatch.gates.result import EvidenceRef, GateResult, GateState
 from rollwatch.gates.sequential import GuardVerdict, difference_above, rate_above
+from rollwatch.streams.bucket import WindowStats
 from rollwatch.streams.count_window import CountWindow
 from rollwatch.streams.evidence import Evidence, EvidenceKind
 from rollwatch.streams.route_state import RouteState
-from rollwatch.streams.bucket import WindowStats
 from rollwatch.tickets.durations import format_duration
 from rollwatch.tickets.gates import (
     AnyGate,
