@@ -11,6 +11,10 @@ Each command goes through the same checks as in the flag store (:mod:`~rollwatch
 The flag store's documents are taken as they are (they are the product of the same
 checks); a deployment that does not trust writers of the flags topic passes
 ``follow_flag_store=False`` and relies on signed commands alone.
+
+``fetch_max_wait_ms`` bounds how long an idle fetch waits. Kafka answers a fetch as
+soon as data arrives, so there it only sets the idle poll rate; the embedded broker
+waits the full time, so there it is most of the decision-to-applied latency.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class ControlSubscriber:
         keys: Keyring | None = None,
         follow_flag_store: bool = True,
         send_acks: bool = True,
+        fetch_max_wait_ms: int = 20,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.settings = settings
@@ -68,6 +73,7 @@ class ControlSubscriber:
         self.checker = CommandChecker(keys if keys is not None else keyring_from_settings(settings), cache.tickets)
         self.follow_flag_store = follow_flag_store
         self.send_acks = send_acks
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.clock = clock
         self.counts: dict[str, int] = {"applied": 0, "refused": 0, "duplicate": 0, "merged": 0}
         self.last_refusal: Refusal | None = None
@@ -83,7 +89,7 @@ class ControlSubscriber:
         if self.send_acks:
             self._producer = make_producer(self.settings, linger_ms=0)
             await self._producer.start()
-        consumer = make_consumer(self.settings, fetch_max_wait_ms=20)
+        consumer = make_consumer(self.settings, fetch_max_wait_ms=self.fetch_max_wait_ms)
         await consumer.start()
         self._consumer = consumer
         try:
