@@ -37,6 +37,7 @@ from rollwatch.gates.evaluate import Arms, evaluate_gate
 from rollwatch.gates.judge import JudgeMemory, judge
 from rollwatch.gates.promotion import evaluate_promotion
 from rollwatch.gates.result import ApplyStats, Decision, Emission, GateReading, GateResult
+from rollwatch.gates.shadow import ShadowComparison
 from rollwatch.streams.config import StreamsConfig
 from rollwatch.streams.workflow_state import WorkflowState
 from rollwatch.tickets.gates import CostPerTaskGate, ReviewRejectionGate, SafetyBlocksGate, SchemaFailureGate
@@ -84,6 +85,7 @@ class Engine:
         self.segments: dict[str, WorkflowState] = {}
         self.memory = JudgeMemory()
         self.release_start_ms: int | None = None
+        self.shadow = ShadowComparison()
         self.last_results: list[GateResult] = []
         self.last_decisions: list[Decision] = []
 
@@ -119,6 +121,11 @@ class Engine:
 
     def apply(self, events: Sequence[Event]) -> ApplyStats:
         result = self.state.apply_many(events)
+        if self.state.arm_route("shadow") is not None:
+            # Only workflows running a shadow pay for pairing.
+            update = self.shadow.update
+            for event in events:
+                update(event)
         if self.segments:
             for event in events:
                 segment_state = self.segments.get(event.segment) if event.segment else None
@@ -215,6 +222,7 @@ class Engine:
             "rolled_back": self.memory.rolled_back,
             "routes": routes,
             "duplicates": self.state.duplicates,
+            "shadow": self._shadow_status(),
             "gates": [
                 {
                     "gate": r.gate,
@@ -244,6 +252,18 @@ class Engine:
             ],
         }
 
+    def _shadow_status(self) -> dict[str, Any] | None:
+        summary = self.shadow.summary()
+        if not summary.pairs and not summary.unpaired:
+            return None
+        return {
+            "better": summary.better,
+            "worse": summary.worse,
+            "same": summary.same,
+            "unpaired": summary.unpaired,
+            "recommendation": summary.recommendation,
+        }
+
     # -- checkpoint --------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
@@ -255,6 +275,7 @@ class Engine:
                 "memory": self.memory.to_dict(),
                 "release_start_ms": self.release_start_ms,
                 "segments": sorted(self.segments),
+                "shadow": self.shadow.to_dict(),
             }
         )
         parts = [header, self.state.to_bytes(), *(self.segments[s].to_bytes() for s in sorted(self.segments))]
@@ -282,6 +303,7 @@ class Engine:
             }
             engine.memory = JudgeMemory.from_dict(header["memory"])
             engine.release_start_ms = header["release_start_ms"]
+            engine.shadow = ShadowComparison.from_dict(header["shadow"])
             return engine
         except EngineStateError:
             raise
