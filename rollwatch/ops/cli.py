@@ -1,0 +1,287 @@
+"""The operator commands, as plain functions to mount on the main typer app::
+
+    from rollwatch.ops.cli import status_command, tail_command, traffic_command
+    app.command("tail")(tail_command)
+    app.command("status")(status_command)
+    app.command("traffic")(traffic_command)
+
+Colour follows the terminal: on when stdout is a TTY and ``NO_COLOR`` is unset, never in
+``--json`` output, so the same command reads well on screen and parses in a pipe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import orjson
+import typer
+
+from rollwatch.commands import ACTIONS, RollbackCommand
+from rollwatch.ops.errors import OpsError
+from rollwatch.ops.records import Role, TailFilter
+from rollwatch.ops.status import collect_status, render_status
+from rollwatch.ops.tail import StartAt, parse_since, read_records, tail
+from rollwatch.ops.traffic import TrafficRun, for_ticket, send_traffic
+from rollwatch.settings import Settings, load_settings
+from rollwatch.synth import Regression, Traffic
+from rollwatch.tickets.durations import parse_duration
+
+__all__ = ["ColorMode", "status_command", "tail_command", "traffic_command", "use_color"]
+
+T = TypeVar("T")
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML settings file (else $ROLLWATCH_CONFIG).")
+]
+
+
+class ColorMode(StrEnum):
+    auto = "auto"
+    always = "always"
+    never = "never"
+
+
+ColorOption = Annotated[ColorMode, typer.Option("--color", help="Colour: auto (a terminal), always, never.")]
+
+
+def use_color(mode: ColorMode, as_json: bool = False) -> bool:
+    """Whether to emit ANSI styles: never for JSON, else per ``mode`` (auto: a TTY without NO_COLOR)."""
+    if as_json or mode is ColorMode.never:
+        return False
+    if mode is ColorMode.always:
+        return True
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _settings(config: Path | None) -> Settings:
+    return load_settings(config)
+
+
+def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
+    """Run ``main(stop)``; SIGINT and SIGTERM set ``stop`` so it can finish its output cleanly."""
+
+    async def runner() -> T:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        return await main(stop)
+
+    return asyncio.run(runner())
+
+
+def _echo_or_quit(line: str) -> None:
+    try:
+        typer.echo(line)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, without a traceback at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(0) from None
+
+
+def tail_command(
+    workflow: Annotated[
+        list[str] | None, typer.Option("--workflow", "-w", help="Only this workflow (repeatable).")
+    ] = None,
+    action: Annotated[list[str] | None, typer.Option("--action", "-a", help="Only this action (repeatable).")] = None,
+    acks: Annotated[bool, typer.Option("--acks", help="Also show consumers' acknowledgements.")] = False,
+    deadletters: Annotated[bool, typer.Option("--deadletters", help="Also show rejected telemetry.")] = False,
+    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="Start at the oldest record.")] = False,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Start at a moment: 15m, 2h, 7d ago, or an RFC 3339 time.")
+    ] = None,
+    until_end: Annotated[
+        bool, typer.Option("--until-end", help="Stop after the records present at start (for scripts).")
+    ] = False,
+    limit: Annotated[int | None, typer.Option("--max", min=1, help="Stop after this many records.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    color: ColorOption = ColorMode.auto,
+    config: ConfigOption = None,
+) -> None:
+    """Follow rollback commands on the control topic, one line each (Ctrl-C stops)."""
+    unknown = sorted(set(action or ()) - set(ACTIONS))
+    if unknown:
+        raise typer.BadParameter(f"unknown action {unknown[0]!r}; one of {', '.join(ACTIONS)}", param_hint="--action")
+    if from_beginning and since:
+        raise typer.BadParameter("use --from-beginning or --since, not both", param_hint="--since")
+    start = StartAt("beginning") if from_beginning else StartAt.since(parse_since(since)) if since else StartAt()
+    roles: list[Role] = ["control"]
+    roles += ["acks"] if acks else []
+    roles += ["deadletter"] if deadletters else []
+    settings = _settings(config)
+    selection = TailFilter(frozenset(workflow or ()), frozenset(action or ()))
+    colored = use_color(color, as_json)
+
+    def main(stop: asyncio.Event) -> Awaitable[int]:
+        return tail(
+            settings,
+            _echo_or_quit,
+            roles=roles,
+            start=start,
+            selection=selection,
+            as_json=as_json,
+            color=colored,
+            until_end=until_end,
+            limit=limit,
+            stop=stop,
+        )
+
+    _run_until_signal(main)
+
+
+async def last_commands(settings: Settings, timeout: float) -> dict[str, RollbackCommand]:
+    """The newest command per workflow on the control topic, read to its current end."""
+    latest: dict[str, RollbackCommand] = {}
+
+    async def read() -> None:
+        async for batch in read_records(settings, ["control"], StartAt("beginning"), until_end=True):
+            for record in batch:
+                command = record.command
+                if command is not None and (
+                    command.workflow not in latest or command.issued_at >= latest[command.workflow].issued_at
+                ):
+                    latest[command.workflow] = command
+
+    await asyncio.wait_for(read(), timeout)
+    return latest
+
+
+def status_command(
+    worker: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--worker",
+            "-u",
+            envvar="ROLLWATCH_STATUS_URLS",
+            help="A worker's base URL (repeatable; default http://127.0.0.1:<web_port>).",
+        ),
+    ] = None,
+    commands: Annotated[
+        bool, typer.Option("--commands/--no-commands", help="Read the last command per workflow from Kafka.")
+    ] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each worker and for Kafka.")] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    color: ColorOption = ColorMode.auto,
+    config: ConfigOption = None,
+) -> None:
+    """Workflows, their arms, gate values against thresholds, rollout and last decision."""
+    settings = _settings(config)
+    urls = worker or [f"http://127.0.0.1:{settings.web_port}"]
+    issued: dict[str, RollbackCommand] = {}
+    if commands:
+        try:
+            issued = asyncio.run(last_commands(settings, timeout))
+        except (OpsError, TimeoutError) as exc:
+            typer.secho(f"rollwatch status: no last commands from Kafka: {exc or 'timed out'}", err=True, fg="yellow")
+    report = collect_status(urls, timeout=timeout, commands=issued)
+    if as_json:
+        doc = {
+            "unreachable": report.unreachable,
+            "workflows": [
+                {
+                    "workflow": v.workflow,
+                    "worker": v.worker,
+                    "ready": v.ready,
+                    "last_decision": None
+                    if v.last is None
+                    else {
+                        "at": v.last.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+                        "kind": v.last.kind,
+                        "action": v.last.action,
+                        "gate": v.last.gate,
+                        "command_id": v.last.command_id,
+                    },
+                    "engine": v.engine,
+                }
+                for v in report.workflows
+            ],
+        }
+        typer.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+    else:
+        typer.echo(render_status(report, color=use_color(color)))
+    if report.unreachable:
+        raise typer.Exit(1)
+
+
+def traffic_command(
+    ticket: Annotated[
+        Path | None,
+        typer.Option(
+            "--ticket", "-t", exists=True, dir_okay=False, help="Publish this ticket first; use its workflow/routes."
+        ),
+    ] = None,
+    workflow: Annotated[str, typer.Option(help="Workflow (without --ticket).")] = "support-summary",
+    rate: Annotated[float, typer.Option(min=0.1, help="Calls per second of event time.")] = 20.0,
+    candidate_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of calls on the candidate.")] = 0.05,
+    regression: Annotated[str, typer.Option(help="none, schema, latency, cost, reviews, ...")] = "none",
+    onset: Annotated[str, typer.Option(help="When the regression starts, after the start.")] = "10m",
+    duration: Annotated[str, typer.Option(help="How much event time to generate.")] = "1h",
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: from the clock, so ids differ).")] = None,
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="Events per Kafka message.")] = 100,
+    pace: Annotated[float, typer.Option(min=0.01, help="Event seconds per wall second (1 = real time).")] = 1.0,
+    backfill: Annotated[
+        bool, typer.Option("--backfill", help="Send at once, stamped to end now (no pacing).")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Publish synthetic telemetry (both arms, an optional injected regression) to the telemetry topic."""
+    from rollwatch.synth import REGRESSIONS
+    from rollwatch.tickets.load import load_ticket
+
+    allowed = ("none", *REGRESSIONS, "provider_outage")
+    if regression not in allowed:
+        raise typer.BadParameter(f"{regression!r}; one of {', '.join(allowed)}", param_hint="--regression")
+    try:
+        traffic = Traffic(
+            workflow=workflow,
+            control_route=f"{workflow}/stable",
+            candidate_route=f"{workflow}/candidate",
+            duration_ms=parse_duration(duration),
+            onset_ms=parse_duration(onset),
+            calls_per_second=rate,
+            candidate_share=candidate_share,
+            regression=regression,  # checked against the allowed names above
+            seed=seed if seed is not None else int(datetime.now(UTC).timestamp()),
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    raw = None
+    if ticket is not None:
+        traffic = for_ticket(traffic, load_ticket(ticket))
+        raw = ticket.read_bytes()
+    settings = _settings(config)
+    kind: Regression = traffic.regression
+    typer.echo(
+        f"traffic for {traffic.workflow} on {settings.bootstrap_servers}: {rate:g} calls/s, "
+        f"{candidate_share:.0%} candidate, regression {kind} after {onset}, {duration}"
+        + (" (backfill)" if backfill else f" at {pace:g}x")
+    )
+
+    def report(run: TrafficRun) -> None:
+        at = datetime.fromtimestamp((run.last_ts_ms or 0) / 1000, UTC).strftime("%H:%M:%SZ")
+        typer.echo(f"  {run.events:,} events in {run.messages:,} messages (event time {at})")
+
+    def main(stop: asyncio.Event) -> Awaitable[TrafficRun]:
+        return send_traffic(
+            settings,
+            traffic,
+            batch_size=batch,
+            pace=None if backfill else pace,
+            ticket_raw=raw,
+            progress=report,
+            stop=stop,
+        )
+
+    run = _run_until_signal(main)
+    typer.echo(f"sent {run.events:,} events in {run.messages:,} messages")
