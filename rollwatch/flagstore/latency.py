@@ -18,11 +18,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from rollwatch.commands import ControlAck, decode_ack, decode_command
 from rollwatch.errors import ContractError
+from rollwatch.flagstore.topics import partitions_of
 from rollwatch.kafka import client_options
 from rollwatch.settings import Settings
 
@@ -131,9 +133,14 @@ class AckMonitor:
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(**client_options(self.settings), enable_auto_commit=False, fetch_max_wait_ms=100)
         await consumer.start()
-        tps = []
-        for topic in (self.settings.topic_control, self.settings.topic_acks):
-            tps += [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        try:
+            tps = [
+                *await partitions_of(consumer, self.settings.topic_control),
+                *await partitions_of(consumer, self.settings.topic_acks),
+            ]
+        except BaseException:
+            await consumer.stop()
+            raise
         consumer.assign(tps)
         await consumer.seek_to_end(*tps)
         for tp in tps:
@@ -144,7 +151,12 @@ class AckMonitor:
     async def _run(self) -> None:
         assert self._consumer is not None
         while True:
-            batches = await self._consumer.getmany(timeout_ms=250)
+            try:
+                batches = await self._consumer.getmany(timeout_ms=250)
+            except KafkaError:
+                log.exception("ack monitor: fetch failed; retrying")
+                await asyncio.sleep(0.5)
+                continue
             now = self.clock()
             for tp, records in batches.items():
                 for record in records:

@@ -3,13 +3,15 @@
 Configure routes per workflow (:class:`WorkflowRoutes` of :class:`RouteSpec` fallback
 chains of plain async provider callables), keep a :class:`FlagCache` current with a
 :class:`ControlSubscriber` (control, releases and flags topics; it verifies and acks
-every command), and serve requests with :meth:`Gateway.handle`. The OpenFeature
-provider lives in :mod:`rollwatch.gateway.openfeature`.
+every command) or a :class:`FlagStorePoller` (the flag store's HTTP endpoint), and
+serve requests with :meth:`Gateway.handle`. The OpenFeature provider lives in
+:mod:`rollwatch.gateway.openfeature`.
 """
 
 from rollwatch.gateway.cache import FlagCache, Listener
 from rollwatch.gateway.errors import AllProvidersFailed, Attempt, FeatureDisabled, GatewayError, UnknownWorkflow
 from rollwatch.gateway.history import Disposition, HistoryEntry, RequestHistory, WorkQueue
+from rollwatch.gateway.poller import FlagStorePoller
 from rollwatch.gateway.providers import (
     Accept,
     Arm,
@@ -37,6 +39,7 @@ __all__ = [
     "EventSink",
     "FeatureDisabled",
     "FlagCache",
+    "FlagStorePoller",
     "Gateway",
     "GatewayError",
     "HistoryEntry",

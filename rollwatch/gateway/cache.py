@@ -82,6 +82,10 @@ class FlagCache:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
+    def notify(self, workflow: str) -> None:
+        """Tell listeners ``workflow`` changed (for a source that edits ``defaults`` directly)."""
+        self._changed(workflow)
+
     def _changed(self, workflow: str) -> None:
         self.version += 1
         for listener in list(self._listeners):

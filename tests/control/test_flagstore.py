@@ -16,6 +16,7 @@ from rollwatch.commands import Signature
 from rollwatch.flagstore.http import serve
 from rollwatch.flagstore.redis_sink import RedisFlags
 from rollwatch.flagstore.service import FlagStore, load_flag_states
+from rollwatch.gateway import FlagCache, FlagStorePoller
 from rollwatch.settings import Settings
 from rollwatch.signing import generate_ed25519, sign_command
 from rollwatch.tickets import Ticket
@@ -223,3 +224,28 @@ async def test_a_ticket_revision_published_with_its_command_is_honoured(
     flags = store.effective(WF)
     assert flags is not None and flags["ai.route.provider"] == ticket.control.route
     assert store.tickets.get(WF) == revised
+
+
+async def test_a_gateway_without_kafka_polls_the_flag_store_and_keeps_flags_through_an_outage(
+    store: FlagStore, topics: Settings, ticket: Ticket
+) -> None:
+    cmd = signed(topics, command(ticket, "set_action_mode", {"ai.action.mode": "review"}, segment="enterprise"))
+    async with AckReader(topics) as acks:
+        await publish(topics, cmd)
+        await acks.wait_for(cmd.command_id, "flagstore")
+    port = free_port()
+    runner = await serve(store, "127.0.0.1", port)
+    cache = FlagCache()
+    poller = FlagStorePoller(cache, f"http://127.0.0.1:{port}", [WF, "no-such-workflow"], interval_s=60)
+    try:
+        assert await poller.poll_once() == 1
+        assert cache.flags(WF) == store.effective(WF)
+        assert cache.flags(WF, "enterprise") == store.effective(WF, "enterprise")
+        assert await poller.poll_once() == 0  # nothing new
+        await runner.cleanup()
+        assert await poller.poll_once() == 0
+        assert poller.failures == 2  # one per workflow
+        assert cache.flags(WF, "enterprise")["ai.action.mode"] == "review"
+    finally:
+        await poller.stop()
+        await runner.cleanup()
