@@ -78,17 +78,30 @@ def replay(
     ticket: Annotated[Path, typer.Option("--ticket", "-t", exists=True, dir_okay=False, help="Release ticket YAML.")],
     every: Annotated[str, typer.Option(help="Judge every this much event time (e.g. 30s, 1m).")] = "1m",
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    report: Annotated[
+        Path | None, typer.Option("--report", dir_okay=False, help="Also write an HTML report with charts.")
+    ] = None,
+    png: Annotated[Path | None, typer.Option("--png", dir_okay=False, help="Also write the charts as a PNG.")] = None,
 ) -> None:
     """Replay recorded telemetry through a ticket's gates and print the decisions in event time."""
     parsed = load_ticket(ticket)
     size = telemetry.stat().st_size
     every_ms = parse_duration(every)
+    keep = report is not None or png is not None
     if as_json or size < 5_000_000:
-        result = replay_file(parsed, telemetry, every_ms=every_ms)
+        result = replay_file(parsed, telemetry, every_ms=every_ms, keep_samples=keep)
     else:
         # A progress bar on stderr for large files, so stdout stays the timeline.
         with typer.progressbar(length=size, label="replaying", file=sys.stderr) as bar:
-            result = replay_file(parsed, telemetry, every_ms=every_ms, progress=bar.update)
+            result = replay_file(parsed, telemetry, every_ms=every_ms, progress=bar.update, keep_samples=keep)
+    if keep:
+        from rollwatch.ops.report import write_png_report, write_report
+
+        if report is not None:
+            write_report(parsed, result, report, png)
+        elif png is not None:
+            write_png_report(parsed, result, png)
+        typer.echo(f"report written: {', '.join(str(p) for p in (report, png) if p)}", err=True)
     if as_json:
         typer.echo(_as_json(result).decode())
     else:
