@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 import typer
+from redis.asyncio import Redis
 from typer.testing import CliRunner
 
-from rollwatch.flagstore.cli import drill_command
+from rollwatch.broker import free_port
+from rollwatch.flagstore.cli import drill_command, serve_flagstore
 from rollwatch.flagstore.drill import DRILL_SEGMENT, drill_flags, run_drill
 from rollwatch.flagstore.errors import DrillError
+from rollwatch.flagstore.redis_sink import RedisFlags
 from rollwatch.flagstore.service import FlagStore
 from rollwatch.gateway import ControlSubscriber, FlagCache
 from rollwatch.settings import Settings
@@ -116,3 +121,39 @@ async def test_the_cli_exits_non_zero_when_a_consumer_misses_the_deadline(
     assert "MISSED" in output
     code, output = await asyncio.to_thread(invoke, "--json", "--deadline", "5")
     assert code == 0 and json.loads(output)["ok"] is True
+
+
+async def test_the_flagstore_command_wires_store_http_metrics_and_redis(topics: Settings, ticket: Ticket) -> None:
+    settings = topics.model_copy(update={"flagstore_port": free_port()})
+    stop = asyncio.Event()
+    running = asyncio.create_task(serve_flagstore(settings, "flagstore", True, stop))
+    base = f"http://127.0.0.1:{settings.flagstore_port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    async with http.get(f"{base}/healthz") as resp:
+                        if resp.status == 200:
+                            break
+                await asyncio.sleep(0.05)
+            report = await run_drill(settings, WF, deadline_s=5)
+            assert report.ok, report.lines()
+            observed = 'rollwatch_decision_to_applied_seconds_count{consumer="flagstore"} 2.0'
+            for _ in range(200):  # the ack monitor sees the acks a moment after the drill does
+                async with http.get(f"{base}/metrics") as resp:
+                    metrics = await resp.text()
+                if observed in metrics:
+                    break
+                await asyncio.sleep(0.05)
+            async with http.get(f"{base}/flags/{WF}") as resp:
+                flags = (await resp.json())["flags"]
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 10)
+        redis = Redis.from_url(settings.redis_url)
+        stored = await RedisFlags(redis, settings.redis_prefix).read(WF)
+        await redis.delete(RedisFlags(redis, settings.redis_prefix).key(WF))
+        await redis.aclose()
+    assert observed in metrics  # the drill and its restore
+    assert flags == candidate_flags(ticket)
+    assert stored["segments"][DRILL_SEGMENT]["ai.action.mode"] == "auto"
