@@ -35,7 +35,7 @@ from rollwatch.settings import Settings, load_settings
 from rollwatch.synth import Regression, Traffic
 from rollwatch.tickets.durations import parse_duration
 
-__all__ = ["ColorMode", "status_command", "tail_command", "traffic_command", "use_color"]
+__all__ = ["ColorMode", "main", "ops_app", "status_command", "tail_command", "traffic_command", "use_color"]
 
 T = TypeVar("T")
 
@@ -230,9 +230,7 @@ def traffic_command(
     seed: Annotated[int | None, typer.Option(help="Random seed (default: from the clock, so ids differ).")] = None,
     batch: Annotated[int, typer.Option(min=1, max=10_000, help="Events per Kafka message.")] = 100,
     pace: Annotated[float, typer.Option(min=0.01, help="Event seconds per wall second (1 = real time).")] = 1.0,
-    backfill: Annotated[
-        bool, typer.Option("--backfill", help="Send at once, stamped to end now (no pacing).")
-    ] = False,
+    backfill: Annotated[bool, typer.Option("--backfill", help="Send at once, stamped to end now (no pacing).")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Publish synthetic telemetry (both arms, an optional injected regression) to the telemetry topic."""
@@ -285,3 +283,26 @@ def traffic_command(
 
     run = _run_until_signal(main)
     typer.echo(f"sent {run.events:,} events in {run.messages:,} messages")
+
+
+ops_app = typer.Typer(
+    name="rollwatch-ops",
+    help="rollwatch operator commands (also mounted on `rollwatch`).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+ops_app.command("tail")(tail_command)
+ops_app.command("status")(status_command)
+ops_app.command("traffic")(traffic_command)
+
+
+def main() -> None:
+    """Entry point of ``python -m rollwatch.ops``: the same commands before they are mounted."""
+    from rollwatch.errors import RollwatchError
+
+    try:
+        ops_app()
+    except RollwatchError as exc:
+        typer.secho(f"rollwatch: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(2)

@@ -65,9 +65,7 @@ async def _assign(consumer: AIOKafkaConsumer, settings: Settings, roles: Sequenc
     existing = await consumer.topics()
     missing = [f"{name} ({role})" for name, role in by_topic.items() if name not in existing]
     if missing:
-        raise OpsError(
-            f"no topic {', '.join(missing)} on {settings.bootstrap_servers}: run `rollwatch topics create`"
-        )
+        raise OpsError(f"no topic {', '.join(missing)} on {settings.bootstrap_servers}: run `rollwatch topics create`")
     assignment = [
         TopicPartition(name, partition)
         for name in by_topic
