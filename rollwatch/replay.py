@@ -49,6 +49,31 @@ class ReplayReport:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
+def _decode_lines(lines: list[tuple[int, bytes]], path: Path, report: ReplayReport) -> list[Event]:
+    """Decode a run of lines; one JSON array for the run when every line is clean.
+
+    Parsing a thousand lines as one array costs one orjson call instead of a thousand.
+    Any rejection (a bad line, or a line that is itself a batch) falls back to decoding
+    line by line, so line numbers in the report stay exact.
+    """
+    if not lines:
+        return []
+    # A line that is itself a batch (an array) contributes its items to the joined array.
+    parts = [line[1:-1] if line[:1] == b"[" and line[-1:] == b"]" else line for _, line in lines]
+    joined = decode_message(b"[" + b",".join(part for part in parts if part.strip()) + b"]")
+    if not joined.rejected:
+        return joined.events
+    events: list[Event] = []
+    for number, line in lines:
+        decoded = decode_message(line)
+        events.extend(decoded.events)
+        for rejected in decoded.rejected:
+            report.invalid += 1
+            if len(report.invalid_samples) < 5:
+                report.invalid_samples.append(f"{path}:{number}: {rejected.error}")
+    return events
+
+
 def iter_file_events(
     path: Path, report: ReplayReport, chunk: int = 2000, progress: Callable[[int], None] | None = None
 ) -> Iterator[list[Event]]:
@@ -56,30 +81,24 @@ def iter_file_events(
 
     ``progress`` is told how many bytes were read, once per chunk.
     """
-    batch: list[Event] = []
+    lines: list[tuple[int, bytes]] = []
     read = 0
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, 1):
             read += len(raw)
             line = raw.strip()
-            if not line:
-                continue
-            decoded = decode_message(line)
-            batch.extend(decoded.events)
-            for rejected in decoded.rejected:
-                report.invalid += 1
-                if len(report.invalid_samples) < 5:
-                    report.invalid_samples.append(f"{path}:{number}: {rejected.error}")
-            if len(batch) >= chunk:
+            if line:
+                lines.append((number, line))
+            if len(lines) >= chunk:
                 if progress is not None:
                     progress(read)
                     read = 0
-                yield batch
-                batch = []
+                yield _decode_lines(lines, path, report)
+                lines = []
     if progress is not None:
         progress(read)
-    if batch:
-        yield batch
+    if lines:
+        yield _decode_lines(lines, path, report)
 
 
 def replay_events(

@@ -1,0 +1,61 @@
+"""Replay of JSONL files: single events and batch lines, bad lines counted with their line
+numbers, and the CLI's timeline and JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from typer.testing import CliRunner
+
+from rollwatch.cli import app
+from rollwatch.events import event_to_dict
+from rollwatch.replay import replay_file
+from rollwatch.synth import Traffic, generate
+from rollwatch.tickets.model import Ticket
+from tests.gates.conftest import EXAMPLE
+
+HOUR = 3_600_000
+
+
+def write(path: Path, *, batched: bool, bad_lines: bool) -> int:
+    traffic = Traffic(
+        regression="schema", seed=4, duration_ms=2 * HOUR, onset_ms=HOUR, calls_per_second=5, candidate_share=0.3
+    )
+    events = [event_to_dict(e) for e in generate(traffic)]
+    with path.open("wb") as out:
+        step = 7 if batched else 1
+        for i in range(0, len(events), step):
+            chunk = events[i : i + step]
+            out.write(orjson.dumps(chunk if batched else chunk[0]) + b"\n")
+            if bad_lines and i in (70, 700):
+                out.write(b'{"type": "call", "event_id": "broken"}\n')
+    return len(events)
+
+
+def test_replay_catches_the_regression_in_either_line_form(ticket: Ticket, tmp_path: Path) -> None:
+    plain, batched = tmp_path / "plain.jsonl", tmp_path / "batched.jsonl"
+    n = write(plain, batched=False, bad_lines=True)
+    write(batched, batched=True, bad_lines=False)
+    a, b = replay_file(ticket, plain), replay_file(ticket, batched)
+    assert a.events == b.events == n
+    assert a.invalid == 2 and b.invalid == 0
+    assert "plain.jsonl:72: workflow: is required" in a.invalid_samples[0]
+    decisions_a = [(e.decision.gate, e.decision.command_id) for e in a.timeline]
+    decisions_b = [(e.decision.gate, e.decision.command_id) for e in b.timeline]
+    assert decisions_a == decisions_b and ("json-failures", decisions_a[0][1]) in decisions_a
+
+
+def test_replay_cli_prints_a_timeline_and_json(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    write(path, batched=False, bad_lines=False)
+    runner = CliRunner()
+    text = runner.invoke(app, ["replay", "--ticket", str(EXAMPLE), str(path)])
+    assert text.exit_code == 0, text.output
+    assert "ROLLBACK json-failures" in text.output and "restore_route_and_prompt" in text.output
+    assert "events/s" in text.output
+    as_json = runner.invoke(app, ["replay", "--ticket", str(EXAMPLE), "--json", str(path)])
+    data = orjson.loads(as_json.output)
+    assert data["timeline"][0]["gate"] == "json-failures"
+    assert data["timeline"][0]["result"]["state"] == "breached"
+    assert {g["gate"] for g in data["final"]} >= {"json-failures", "p95-latency"}
