@@ -17,6 +17,7 @@ import typer
 
 from rollwatch import __version__
 from rollwatch.errors import RollwatchError
+from rollwatch.flagstore.cli import drill_command, flagstore_command
 from rollwatch.replay_cli import replay
 from rollwatch.settings import Settings, load_settings
 from rollwatch.tickets.cli import ticket_app
@@ -36,6 +37,8 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
 app.add_typer(ticket_app, name="ticket")
 app.command()(replay)
+app.command("flagstore")(flagstore_command)
+app.command("drill")(drill_command)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file (else $ROLLWATCH_CONFIG).")
