@@ -5,15 +5,14 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
 
-from rollwatch.gates.result import GateResult
-from rollwatch.replay import ReplayReport, replay_file
-from rollwatch.tickets.durations import parse_duration
-from rollwatch.tickets.load import load_ticket
+if TYPE_CHECKING:
+    from rollwatch.gates.result import GateResult
+    from rollwatch.replay import ReplayReport
 
 __all__ = ["replay"]
 
@@ -84,6 +83,11 @@ def replay(
     png: Annotated[Path | None, typer.Option("--png", dir_okay=False, help="Also write the charts as a PNG.")] = None,
 ) -> None:
     """Replay recorded telemetry through a ticket's gates and print the decisions in event time."""
+    # Imported here: the engine pulls in river and friends, which `rollwatch --help` need not pay for.
+    from rollwatch.replay import replay_file
+    from rollwatch.tickets.durations import parse_duration
+    from rollwatch.tickets.load import load_ticket
+
     parsed = load_ticket(ticket)
     size = telemetry.stat().st_size
     every_ms = parse_duration(every)
