@@ -74,7 +74,7 @@ from rollwatch.agents.runtime import Runtime, Topics
 from rollwatch.agents.tickets import TicketFeed
 from rollwatch.settings import Settings
 
-__all__ = ["DEFAULT_GROUP", "WorkerApp", "WorkerOptions", "build_app", "fail_stop", "wall_ms"]
+__all__ = ["DEFAULT_GROUP", "Pipeline", "WorkerApp", "WorkerOptions", "build_app", "fail_stop", "wall_ms"]
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def _faust_config(settings: Settings, options: WorkerOptions, partitions: int) -
     return config
 
 
-class _Pipeline:
+class Pipeline:
     """The ordered I/O around :class:`Runtime`: what gets produced, awaited and acked when."""
 
     def __init__(self, app: Any, runtime: Runtime, feed: TicketFeed, options: WorkerOptions) -> None:
@@ -206,11 +206,38 @@ class _Pipeline:
         if futures:
             await asyncio.gather(*futures)
 
+    async def _write_checkpoints(self, records: Sequence[Outgoing], pending: Sequence[Any] = ()) -> None:
+        """Deliver changelog records so that the last one of each partition is a batch of its own.
+
+        Tansu answers ListOffsets(latest) with the base offset of the partition's last record
+        *batch* plus one, not the offset after its last record; faust's table recovery reads up
+        to that "highwater" and silently drops the rest of a multi-record batch. Writing each
+        partition's final record alone (after the others are acked) makes the reported end true.
+        """
+        last = {out.partition: i for i, out in enumerate(records)}
+        tails = set(last.values())
+        head = [out for i, out in enumerate(records) if i not in tails]
+        if head:
+            await self._deliver(head, pending)
+            pending = ()
+        await self._deliver([records[i] for i in sorted(tails)], pending)
+
     async def wait_for_tickets(self) -> None:
         try:
             await asyncio.wait_for(self.feed.ready.wait(), self.options.tickets_wait)
         except TimeoutError:
             log.warning("releases not caught up after %.0fs; processing telemetry anyway", self.options.tickets_wait)
+
+    async def consume(self, stream: Any, events: Sequence[Any]) -> None:
+        """Process one batch, then ack its events; nothing is acked unless everything was delivered."""
+        try:
+            await self.process(events)
+        except asyncio.CancelledError:
+            raise  # not acked: the batch is redelivered
+        except BaseException as exc:
+            fail_stop(f"batch of {len(events)} messages could not be processed and delivered", exc)
+        for event in events:
+            await stream.ack(event)
 
     async def process(self, events: Sequence[Any]) -> None:
         """One batch, in commit order (module docstring): outputs, changelog, then the caller acks."""
@@ -224,7 +251,7 @@ class _Pipeline:
             judgement = runtime.judge(fold.touched, wall_ms())
             if judgement.commands:
                 await self._deliver(judgement.commands)
-            await self._deliver(runtime.checkpoint(fold.touched), pending)
+            await self._write_checkpoints(runtime.checkpoint(fold.touched), pending)
 
     async def tick(self) -> None:
         """Judge every workflow on wall-clock time, so time-based gates fire without traffic."""
@@ -235,7 +262,7 @@ class _Pipeline:
             self.runtime.totals["ticks"] += 1
             if judgement.commands:
                 await self._deliver(judgement.commands)
-                await self._deliver(self.runtime.checkpoint(judgement.emitted))
+                await self._write_checkpoints(self.runtime.checkpoint(judgement.emitted))
 
     async def on_ticket(self, record: SourceRecord) -> None:
         async with self.lock:
@@ -291,7 +318,7 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
         max_command_ids=options.max_command_ids,
     )
     feed = TicketFeed(settings, client_id=f"rollwatch-{runtime.worker}-tickets")
-    pipeline = _Pipeline(app, runtime, feed, options)
+    pipeline = Pipeline(app, runtime, feed, options)
 
     def owned(tps: Any) -> set[int]:
         return {tp.partition for tp in tps if tp.topic == topics.telemetry}
@@ -308,14 +335,7 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
     async def ingest(stream: Any) -> None:
         await pipeline.wait_for_tickets()
         async for events in stream.noack_take(options.batch_max, within=options.batch_within):
-            try:
-                await pipeline.process(events)
-            except asyncio.CancelledError:
-                raise  # not acked: the batch is redelivered
-            except BaseException as exc:
-                fail_stop(f"batch of {len(events)} messages could not be processed and delivered", exc)
-            for event in events:
-                await stream.ack(event)
+            await pipeline.consume(stream, events)
         if not app.should_stop:
             fail_stop("the telemetry stream ended while the worker runs")
 

@@ -71,6 +71,9 @@ class TicketFeed:
                     await consumer.seek_to_beginning(tp)
             ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
             while True:
+                # Tansu's end offsets can stop short of the last record batch (base offset + 1);
+                # fetches return whole batches, so once a fetch has been consumed the position
+                # is past the true end and this check cannot fire early.
                 if not self.ready.is_set() and all(self._next.get(tp.partition, 0) >= end for tp, end in ends.items()):
                     log.info("releases feed caught up: %d partitions of %s", len(tps), self._topic)
                     self.ready.set()

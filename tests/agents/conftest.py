@@ -34,4 +34,4 @@ def spawn(kafka_settings: Settings, group: str, tmp_path: Path) -> Iterator[Spaw
     yield _spawn
     for worker in started:
         worker.kill()
-        print(f"----- {worker.name} (last lines) -----\n{worker.tail(60)}")
+        print(f"----- {worker.name} (last lines) -----\n{worker.tail(150)}")

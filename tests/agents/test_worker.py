@@ -247,7 +247,7 @@ async def test_sigkill_and_restart_keep_state_and_issue_no_new_command_id(
 
 
 async def test_two_workers_split_partitions_and_state_moves_on_rebalance(
-    kafka_settings: Settings, spawn: Spawn
+    kafka_settings: Settings, spawn: Spawn, group: str
 ) -> None:
     await ensure_topics(kafka_settings)
     workflows = [f"wf-{i:02d}" for i in range(16)]
@@ -291,10 +291,18 @@ async def test_two_workers_split_partitions_and_state_moves_on_rebalance(
         what="a owning every partition",
         timeout=60,
     )
-    await wait_until(
-        lambda: (s := a.status()) and {wf: errors(s, wf) for wf in workflows} == dict.fromkeys(workflows, 3),
-        what="b's workflows restored on a",
-    )
+
+    def restored() -> bool:
+        counts = {wf: errors(a.status(), wf) for wf in workflows}
+        restored.last = counts  # type: ignore[attr-defined]
+        return counts == dict.fromkeys(workflows, 3)
+
+    try:
+        await wait_until(restored, what="b's workflows restored on a")
+    except AssertionError as exc:
+        log = await read_topic(kafka_settings, f"{group}-state-changelog")
+        dump = [(r.partition, r.offset, r.key, r.timestamp) for r in log]
+        raise AssertionError(f"{exc}: {restored.last} {a.status()} CHANGELOG {dump}") from None  # type: ignore[attr-defined]
 
 
 async def test_running_worker_picks_up_new_and_changed_tickets(kafka_settings: Settings, spawn: Spawn) -> None:

@@ -1,0 +1,269 @@
+"""The worker core without a broker: checkpoints, dead letters, replay, dedup and delivery order."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+
+from rollwatch.agents.app import Pipeline, WorkerOptions
+from rollwatch.agents.checkpoint import decode_checkpoint, encode_checkpoint
+from rollwatch.agents.cli import load_engine_factory
+from rollwatch.agents.deadletter import MAX_RAW, dead_letter
+from rollwatch.agents.errors import CheckpointError, EngineSpecError
+from rollwatch.agents.metrics import Metrics
+from rollwatch.agents.ports import ApplyStats, Emission, GateReading
+from rollwatch.agents.records import Outgoing, SourceRecord
+from rollwatch.agents.runtime import BoundedSet, Runtime, Topics
+from rollwatch.agents.tickets import TicketFeed
+from rollwatch.events import Event, encode_events
+from rollwatch.settings import load_settings
+from tests.agents.fake_engine import FakeEngine, FakeEngineFactory, command_id, ticket
+from tests.agents.harness import call
+
+TOPICS = Topics("tel", "ctl", "dlq", "rel", "state-changelog")
+
+
+def runtime(factory: Any = None, partitions: int = 4) -> Runtime:
+    rt = Runtime(factory or FakeEngineFactory(), topics=TOPICS, partitions=partitions, metrics=Metrics(), worker="t")
+    rt.on_assigned(range(partitions))
+    rt.on_recovered([])
+    return rt
+
+
+def message(offset: int, events: Sequence[Event], partition: int = 1) -> SourceRecord:
+    return SourceRecord("tel", partition, offset, events[0].workflow.encode(), encode_events(events))
+
+
+def test_checkpoint_round_trip_and_corruption() -> None:
+    data = encode_checkpoint(3, {3: 41, 0: 7}, b'{"engine": 1}')
+    checkpoint = decode_checkpoint(data)
+    assert (checkpoint.home, checkpoint.applied, checkpoint.engine) == (3, {0: 7, 3: 41}, b'{"engine": 1}')
+    for bad in (b"", b"RWC1", b"XXXX" + data[4:], data[:12]):
+        with pytest.raises(CheckpointError):
+            decode_checkpoint(bad)
+
+
+def test_dead_letters_keep_text_as_text_binary_as_base64_and_cut_huge_raw() -> None:
+    source = SourceRecord("tel", 2, 99, b"wf", b"")
+    text = orjson.loads(dead_letter("dlq", source, reason="r", field="[3].ts", index=3, raw=b'{"a":').value)
+    assert text["raw"] == '{"a":' and text["raw_encoding"] == "utf-8"
+    assert text["source"] == {"topic": "tel", "partition": 2, "offset": 99, "index": 3}
+    assert text["field"] == "[3].ts"
+    binary = orjson.loads(dead_letter("dlq", source, reason="r", field="", index=None, raw=b"\xff\x00").value)
+    assert binary["raw_encoding"] == "base64" and base64.b64decode(binary["raw"]) == b"\xff\x00"
+    assert binary["field"] is None
+    huge = orjson.loads(dead_letter("dlq", source, reason="r", field=None, index=None, raw=b"x" * (MAX_RAW + 10)).value)
+    assert huge["raw_truncated"] is True and huge["raw_size"] == MAX_RAW + 10 and len(huge["raw"]) == MAX_RAW
+
+
+def test_replayed_messages_are_skipped_after_a_restore() -> None:
+    """State ahead of committed offsets (crash between checkpoint and commit) must not double count."""
+    first = runtime()
+    records = [message(i, [call(f"e{i}", "wf", status="error")]) for i in range(3)]
+    fold = first.fold(records)
+    checkpoints = first.checkpoint(fold.touched)
+    assert [(c.topic, c.partition, c.key) for c in checkpoints] == [("state-changelog", 1, b"wf")]
+
+    second = Runtime(FakeEngineFactory(), topics=TOPICS, partitions=4, metrics=Metrics(), worker="t2")
+    second.on_assigned({1})
+    second.on_recovered([(c.key or b"", c.value) for c in checkpoints])
+    again = second.fold([*records, message(3, [call("e3", "wf", status="error")])])
+    engine = second.slots["wf"].engine
+    assert isinstance(engine, FakeEngine)
+    assert engine.counts["candidate"]["errors"] == 4
+    assert engine.duplicates == 0
+    assert second.totals["replayed"] == 3 and again.events == 1
+
+
+def test_engines_of_partitions_assigned_elsewhere_are_dropped_and_not_restored() -> None:
+    rt = runtime()
+    rt.fold([message(0, [call("a", "wf-1")], partition=1), message(0, [call("b", "wf-2")], partition=2)])
+    state = {c.key or b"": c.value for c in rt.checkpoint(rt.slots.values())}
+    rt.on_assigned({2})
+    assert set(rt.slots) == {"wf-2"}
+    rt.on_recovered(state.items())
+    assert set(rt.slots) == {"wf-2"}
+
+
+def test_bad_items_are_dead_lettered_and_the_rest_applied() -> None:
+    rt = runtime()
+    good = encode_events([call("g1", "wf"), call("g2", "wf")])
+    batch = good[:-1] + b',{"type":"call","event_id":"x"}]'
+    fold = rt.fold(
+        [
+            SourceRecord("tel", 0, 5, b"wf", batch),
+            SourceRecord("tel", 0, 6, b"wf", b"\x00\x01"),
+            SourceRecord("tel", 0, 7, None, None),
+        ]
+    )
+    assert fold.events == 2
+    letters = [orjson.loads(d.value) for d in fold.deadletters]
+    assert [(x["source"]["offset"], x["source"]["index"]) for x in letters] == [(5, 2), (6, None), (7, None)]
+    assert [d.key for d in fold.deadletters] == [b"wf", b"wf", None]
+    assert letters[0]["field"].startswith("[2].")
+
+
+@dataclass
+class Repeater:
+    """An engine that emits the same command at every evaluation (the worker must publish it once)."""
+
+    inner: FakeEngine
+    emission: Emission | None = None
+
+    @property
+    def workflow(self) -> str:
+        return self.inner.workflow
+
+    def set_ticket(self, raw: bytes) -> None:
+        self.inner.set_ticket(raw)
+
+    def apply(self, events: Sequence[Event]) -> ApplyStats:
+        stats = self.inner.apply(events)
+        emissions = self.inner.evaluate(10**13)
+        if emissions:
+            self.emission = emissions[0]
+        return stats
+
+    def evaluate(self, now_ms: int) -> list[Emission]:
+        return [self.emission] if self.emission else []
+
+    def readings(self) -> list[GateReading]:
+        return []
+
+    def status(self) -> dict[str, Any]:
+        return {}
+
+    def to_bytes(self) -> bytes:
+        return self.inner.to_bytes()
+
+
+@dataclass
+class RepeaterFactory:
+    def new(self, workflow: str) -> Repeater:
+        return Repeater(FakeEngine(workflow))
+
+    def restore(self, data: bytes) -> Repeater:
+        return Repeater(FakeEngineFactory().restore(data))
+
+
+def test_a_command_id_is_published_once_per_process() -> None:
+    rt = runtime(RepeaterFactory())
+    rt.tickets["wf"] = ticket(max_candidate_errors=1)
+    fold = rt.fold([message(0, [call("e", "wf", status="error")])])
+    first = rt.judge(fold.touched, 0)
+    assert [orjson.loads(c.value)["command_id"] for c in first.commands] == [
+        command_id("wf", "rel-1", 1, "candidate-errors")
+    ]
+    assert rt.judge(rt.slots.values(), 1).commands == []
+    assert rt.judge(rt.slots.values(), 2).commands == []
+
+
+def test_bounded_set_forgets_the_oldest() -> None:
+    seen = BoundedSet(2)
+    for key in ("a", "b", "c"):
+        seen.add(key)
+    assert "a" not in seen and "b" in seen and "c" in seen and len(seen) == 2
+
+
+def test_tickets_bad_key_tombstone_and_foreign_workflow() -> None:
+    rt = runtime(partitions=4)
+    assert rt.on_ticket(SourceRecord("rel", 0, 1, None, b"{}"))[0].topic == "dlq"
+    assert rt.on_ticket(SourceRecord("rel", 0, 2, b"\xff", b"{}"))
+    assert rt.on_ticket(SourceRecord("rel", 0, 3, b"wf", ticket())) == []
+    assert rt.slots["wf"].ticket == ticket()
+    bad = rt.on_ticket(SourceRecord("rel", 0, 4, b"wf", b"id: [unclosed"))
+    assert len(bad) == 1 and orjson.loads(bad[0].value)["source"]["offset"] == 4
+    assert rt.slots["wf"].ticket == ticket(), "a bad ticket must leave the last good one installed"
+    assert rt.on_ticket(SourceRecord("rel", 0, 5, b"wf", None)) == []
+    assert "wf" not in rt.tickets
+    rt.on_assigned({p for p in range(4) if p != rt.key_partition("other")})
+    assert rt.on_ticket(SourceRecord("rel", 0, 6, b"other", ticket())) == []
+    assert "other" not in rt.slots and "other" in rt.tickets
+
+
+@dataclass
+class RecordingProducer:
+    """Resolves each send's future only when the test says so, and logs every step."""
+
+    log: list[str] = field(default_factory=list)
+    futures: list[tuple[Outgoing, asyncio.Future[None]]] = field(default_factory=list)
+
+    async def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None, *_: Any) -> Any:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.futures.append((Outgoing(topic, key, value, partition), future))
+        self.log.append(f"send {topic} {partition} {key!r}")
+        return future
+
+    async def ack_all_soon(self) -> None:
+        """Broker stand-in: acks whatever is in flight, a little later."""
+        while True:
+            await asyncio.sleep(0.001)
+            for out, future in self.futures:
+                if not future.done():
+                    self.log.append(f"acked {out.topic} {out.partition} {out.key!r}")
+                    future.set_result(None)
+
+
+@dataclass
+class FakeApp:
+    producer: RecordingProducer
+    rebalancing: bool = False
+
+
+@dataclass
+class FakeEvent:
+    message: SourceRecord
+
+
+@dataclass
+class FakeStream:
+    log: list[str]
+
+    async def ack(self, event: FakeEvent) -> None:
+        self.log.append(f"ack {event.message.offset}")
+
+
+async def test_delivery_order_commands_then_checkpoints_then_acks() -> None:
+    producer = RecordingProducer()
+    rt = runtime()
+    settings = load_settings(None)
+    pipeline = Pipeline(FakeApp(producer), rt, TicketFeed(settings), WorkerOptions())
+    pipeline.feed.ready.set()
+    rt.tickets["wf-a"] = ticket(max_candidate_errors=1)
+    events = [
+        FakeEvent(message(0, [call("a1", "wf-a", status="error")])),
+        FakeEvent(message(1, [call("b1", "wf-b")])),
+        FakeEvent(message(2, [call("c1", "wf-c")])),
+        FakeEvent(SourceRecord("tel", 1, 3, b"wf-a", b"not json")),
+    ]
+    broker = asyncio.ensure_future(producer.ack_all_soon())
+    try:
+        await pipeline.consume(FakeStream(producer.log), events)
+    finally:
+        broker.cancel()
+    log = producer.log
+    command = log.index("send ctl None b'wf-a'")
+    command_acked = log.index("acked ctl None b'wf-a'")
+    changelog = [i for i, line in enumerate(log) if line.startswith("send state-changelog")]
+    acks = [i for i, line in enumerate(log) if line.startswith("ack ")]
+    assert len(changelog) == 3 and len(acks) == 4
+    assert command < command_acked < min(changelog), "state must not be written before its command is acked"
+    assert max(i for i, line in enumerate(log) if line.startswith("acked")) < min(acks), "acked before delivery"
+    # All three workflows share partition 1: the last checkpoint goes alone, after the others are acked.
+    last = max(changelog)
+    assert all(log.index(f"acked state-changelog 1 {k!r}") < last for k in (b"wf-a", b"wf-b"))
+    assert any(line.startswith("send dlq") for line in log[: min(acks)])
+
+
+def test_engine_spec_loading() -> None:
+    assert isinstance(load_engine_factory("tests.agents.fake_engine:factory"), FakeEngineFactory)
+    assert isinstance(load_engine_factory("tests.agents.fake_engine:FakeEngineFactory"), FakeEngineFactory)
+    for spec in ("nope", "no.such.module:x", "tests.agents.fake_engine:missing", "tests.agents.fake_engine:RECENT_IDS"):
+        with pytest.raises(EngineSpecError):
+            load_engine_factory(spec)
