@@ -146,7 +146,9 @@ class TailFilter:
 
 
 def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def _flags(flags: Mapping[str, Any]) -> str:

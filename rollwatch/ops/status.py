@@ -120,7 +120,11 @@ def collect_status(
 
 
 def _value(value: Any) -> str:
-    return "-" if value is None else f"{value:.4g}" if isinstance(value, int | float) else str(value)
+    if value is None:
+        return "-"
+    if isinstance(value, int | float):
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return str(value)
 
 
 def _table(rows: Sequence[Sequence[str]], indent: str = "") -> list[str]:

@@ -18,14 +18,17 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
-from rollwatch.events import Event, encode_events
+from rollwatch.events import encode_events
 from rollwatch.kafka import ensure_topics, make_producer
 from rollwatch.settings import Settings
 from rollwatch.synth import Traffic, generate
 from rollwatch.tickets.model import Ticket
 
 __all__ = ["TrafficRun", "batches", "for_ticket", "send_traffic"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +41,11 @@ class TrafficRun:
     last_ts_ms: int | None
 
 
-def batches(events: Iterator[Event], size: int) -> Iterator[list[Event]]:
-    """Consecutive events in lists of at most ``size`` (the generator is one workflow's, in time order)."""
-    batch: list[Event] = []
-    for event in events:
-        batch.append(event)
+def batches(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    """Consecutive items in lists of at most ``size`` (the generator is one workflow's, in time order)."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
         if len(batch) >= size:
             yield batch
             batch = []

@@ -1,0 +1,65 @@
+"""``rollwatch traffic`` on the embedded broker: the ticket first, then paced telemetry stamped from now."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from rollwatch.events import decode_message
+from rollwatch.kafka import client_options
+from rollwatch.ops.traffic import batches, for_ticket, send_traffic
+from rollwatch.settings import Settings
+from rollwatch.synth import Traffic
+from rollwatch.tickets.load import load_ticket
+from tests.ops.helpers import ROOT
+
+pytestmark = pytest.mark.integration
+
+TICKET = ROOT / "examples" / "support-summary.ticket.yaml"
+
+
+async def _read_all(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        out: list[tuple[bytes | None, bytes | None]] = []
+        while any([await consumer.position(tp) < ends[tp] for tp in parts]):
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                out += [(m.key, m.value) for m in messages]
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def test_paced_traffic_follows_the_ticket_and_the_clock(kafka_settings: Settings) -> None:
+    ticket = load_ticket(TICKET)
+    traffic = for_ticket(Traffic(duration_ms=120_000, calls_per_second=10, seed=3), ticket)
+    before = int(time.time() * 1000)
+    started = time.monotonic()
+    # 120 s of event time at 240x: about half a second of wall time.
+    run = await send_traffic(kafka_settings, traffic, batch_size=50, pace=240.0, ticket_raw=TICKET.read_bytes())
+    elapsed = time.monotonic() - started
+    assert 0.3 < elapsed < 10
+    assert run.first_ts_ms is not None and before <= run.first_ts_ms <= before + 2000
+    assert run.last_ts_ms is not None and run.last_ts_ms - run.first_ts_ms > 110_000
+
+    releases = await _read_all(kafka_settings, kafka_settings.topic_releases)
+    assert releases == [(b"support-summary", TICKET.read_bytes())]
+    messages = await _read_all(kafka_settings, kafka_settings.topic_telemetry)
+    assert len(messages) == run.messages and {k for k, _ in messages} == {b"support-summary"}
+    events = [e for _, v in messages for e in decode_message(v or b"").events]
+    assert len(events) == run.events
+    assert {e.route for e in events} == {"support-summary/stable", "support-summary/candidate"}
+    assert len({e.event_id for e in events}) == len(events)
+
+
+def test_batches_keep_order_and_size() -> None:
+    chunks = list(batches(iter(range(7)), 3))
+    assert chunks == [[0, 1, 2], [3, 4, 5], [6]]
