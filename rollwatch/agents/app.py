@@ -110,8 +110,8 @@ class WorkerOptions:
     """faust's data directory (memory store, but faust still creates it); default: a temp dir."""
     partitions: int | None = None
     """Telemetry partitions (default: ``settings.telemetry_partitions``); the changelog gets as many."""
-    batch_max: int = 2000
-    """Most messages per batch (each may carry up to 50 000 events)."""
+    batch_max: int = 1000
+    """Most messages per batch; bounds the raw bytes a batch holds (each message may carry 50 000 events)."""
     batch_within: float = 0.05
     """Seconds to wait for a batch to fill before processing what has arrived."""
     judge_interval: float = 1.0

@@ -121,8 +121,11 @@ class Runtime:
         metrics: Metrics,
         worker: str,
         max_command_ids: int = 100_000,
+        apply_every: int = 8192,
     ) -> None:
         self.factory = factory
+        self.apply_every = apply_every
+        """Events decoded before they are handed to engines: bounds memory and GC work per batch."""
         self.topics = topics
         self.partitions = partitions
         self.metrics = metrics
@@ -235,10 +238,18 @@ class Runtime:
 
     def fold(self, records: Sequence[SourceRecord]) -> Fold:
         """Decode a batch, dead-letter what is rejected, apply the rest engine by engine."""
+        started = time.time()
         metrics = self.metrics
         deadletters: list[Outgoing] = []
         touched: dict[str, Slot] = {}
+        waiting = applied = 0
+        assigned = self.assigned
         for record in records:
+            if assigned is not None and record.partition not in assigned:
+                # faust drops messages of an older generation before they reach us; this is a
+                # second line of defence against creating engines for partitions we do not own.
+                log.warning("skipping %s[%d]@%d: partition not assigned", record.topic, record.partition, record.offset)
+                continue
             self.positions[record.partition] = record.offset
             try:
                 decoded = self._decode(record)
@@ -281,22 +292,11 @@ class Runtime:
                 slot.pending.extend(events)
                 slot.applied[record.partition] = record.offset
                 touched[workflow] = slot
-        applied = 0
-        for workflow, slot in touched.items():
-            events, slot.pending = slot.pending, []
-            label = metrics.workflow(workflow)
-            try:
-                stats = slot.engine.apply(events)
-            except Exception:
-                log.exception("engine of workflow %r failed on %d events", workflow, len(events))
-                metrics.engine_errors.labels(label, "apply").inc()
-                continue
-            applied += len(events)
-            metrics.events.labels(label).inc(len(events))
-            if stats.late:
-                metrics.late.labels(label).inc(stats.late)
-            if stats.duplicates:
-                metrics.duplicates.labels(label).inc(stats.duplicates)
+                waiting += len(events)
+            if waiting >= self.apply_every:
+                applied += self._apply_pending(touched.values())
+                waiting = 0
+        applied += self._apply_pending(touched.values())
         metrics.messages.inc(len(records))
         metrics.batches.inc()
         if deadletters:
@@ -306,11 +306,33 @@ class Runtime:
         totals["events"] += applied
         totals["batches"] += 1
         totals["deadletters"] += len(deadletters)
-        now = time.time()
         if self.first_batch_at is None:
-            self.first_batch_at = now
-        self.last_batch_at = now
+            self.first_batch_at = started
+        self.last_batch_at = time.time()
         return Fold(deadletters, list(touched.values()), applied)
+
+    def _apply_pending(self, slots: Iterable[Slot]) -> int:
+        """Hand the events collected so far to their engines (in offset order, per workflow)."""
+        metrics = self.metrics
+        applied = 0
+        for slot in slots:
+            if not slot.pending:
+                continue
+            events, slot.pending = slot.pending, []
+            label = metrics.workflow(slot.workflow)
+            try:
+                stats = slot.engine.apply(events)
+            except Exception:
+                log.exception("engine of workflow %r failed on %d events", slot.workflow, len(events))
+                metrics.engine_errors.labels(label, "apply").inc()
+                continue
+            applied += len(events)
+            metrics.events.labels(label).inc(len(events))
+            if stats.late:
+                metrics.late.labels(label).inc(stats.late)
+            if stats.duplicates:
+                metrics.duplicates.labels(label).inc(stats.duplicates)
+        return applied
 
     def judge(self, slots: Iterable[Slot], now_ms: int) -> Judgement:
         """Evaluate gates at ``now_ms``; commands not yet sent by this process, to publish."""
@@ -393,7 +415,9 @@ class Runtime:
             log.info("ticket of workflow %r deleted; its engine keeps the last one", workflow)
             return []
         self.tickets[workflow] = record.value
-        if not self.owns(workflow):
+        if not self.recovered or not self.owns(workflow):
+            # Mid-rebalance a fresh engine would shadow the checkpoint about to be restored;
+            # on_recovered installs stored tickets on the engines it restores or creates.
             metrics.tickets.labels("stored").inc()
             return []
         slot = self.slots.get(workflow) or self._create(workflow, self.key_partition(workflow), install=False)

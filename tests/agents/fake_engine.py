@@ -16,7 +16,7 @@ Command ids are deterministic (workflow, ticket, revision, gate), all state goes
 
 from __future__ import annotations
 
-from collections import deque
+import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -73,8 +73,7 @@ class FakeEngine:
         self.newest_ts_ms: int | None = state.get("newest_ts_ms")
         self.breach_ts_ms: int | None = state.get("breach_ts_ms")
         self.emitted: list[str] = state.get("emitted", [])
-        self.recent: deque[str] = deque(state.get("recent", []), maxlen=RECENT_IDS)
-        self._recent_set = set(self.recent)
+        self.recent: dict[str, None] = dict.fromkeys(state.get("recent", []))
         self._readings: list[GateReading] = []
 
     @property
@@ -86,30 +85,35 @@ class FakeEngine:
 
     def apply(self, events: Sequence[Event]) -> ApplyStats:
         applied = duplicates = 0
-        recent, seen = self.recent, self._recent_set
+        recent = self.recent
         threshold = self.ticket["max_candidate_errors"] if self.ticket else None
+        newest = self.newest_ts_ms if self.newest_ts_ms is not None else -1
+        counts = self.counts
         for event in events:
-            if event.event_id in seen:
+            event_id = event.event_id
+            if event_id in recent:
                 duplicates += 1
                 continue
-            if len(recent) == RECENT_IDS:
-                seen.discard(recent[0])
-            recent.append(event.event_id)
-            seen.add(event.event_id)
+            recent[event_id] = None
             applied += 1
-            if self.newest_ts_ms is None or event.ts_ms > self.newest_ts_ms:
-                self.newest_ts_ms = event.ts_ms
+            newest = max(newest, event.ts_ms)
             if type(event) is not CallEvent:
                 continue
             arm = event.arm or "control"
-            counts = self.counts.get(arm)
-            if counts is None:
-                counts = self.counts[arm] = {"calls": 0, "errors": 0}
-            counts["calls"] += 1
+            arm_counts = counts.get(arm)
+            if arm_counts is None:
+                arm_counts = counts[arm] = {"calls": 0, "errors": 0}
+            arm_counts["calls"] += 1
             if event.status != "ok":
-                counts["errors"] += 1
-                if arm == "candidate" and threshold is not None and counts["errors"] == threshold:
+                arm_counts["errors"] += 1
+                if arm == "candidate" and arm_counts["errors"] == threshold:
                     self.breach_ts_ms = event.ts_ms
+        excess = len(recent) - RECENT_IDS
+        if excess > 0:
+            for old in list(itertools.islice(recent, excess)):
+                del recent[old]
+        if newest >= 0:
+            self.newest_ts_ms = newest
         self.duplicates += duplicates
         return ApplyStats(applied, 0, duplicates)
 

@@ -1,0 +1,231 @@
+"""Worker throughput against the raw consumer, on the embedded broker, in one run.
+
+For each message shape (batched: 500 events per message; single: one event per
+message) it pre-produces a topic, then measures
+
+* **raw**: a plain aiokafka consumer that orjson-decodes every message (the ceiling:
+  no validation, no state, no commits), and
+* **worker**: ``python -m rollwatch.agents`` (faust, validation, engine, changelog
+  checkpoints, dead letters, commits) consuming the same topic from the start,
+
+and prints events/s and the ratio worker/raw. Targets: >= 100k events/s and ratio
+>= 0.4 on batched messages, >= 10k events/s on single-event messages. No asserts:
+this prints, CI does not gate on it.
+
+    .venv/bin/python bench/bench_worker.py [--events 400000] [--singles 60000] [--engine module:attr]
+
+Detection latency: see :func:`bench_detection_latency` (a hook, waiting for the real engine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import re
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rollwatch.broker import EmbeddedBroker, free_port  # noqa: E402
+from rollwatch.kafka import client_options, ensure_topics, make_producer  # noqa: E402
+from rollwatch.settings import Settings, load_settings  # noqa: E402
+from tests.agents.harness import WorkerProcess, write_config  # noqa: E402
+
+PARTITIONS = 4
+WORKFLOWS = 8
+TARGETS = {"batched": (100_000.0, 0.4), "single": (10_000.0, None)}
+
+
+def call_event(i: int, workflow: str) -> dict[str, object]:
+    return {
+        "type": "call",
+        "event_id": f"evt-{i:09d}",
+        "ts": 1_763_900_000.0 + i / 1000,
+        "workflow": workflow,
+        "route": "openai/gpt-5-mini@prompt-42",
+        "arm": "candidate" if i % 20 == 0 else "control",
+        "latency_ms": 400.0 + (i % 977),
+        "status": "ok",
+        "schema_valid": i % 97 != 0,
+        "safety_blocked": False,
+        "task_success": True if i % 3 == 0 else None,
+        "cost_usd": 0.0012 + (i % 7) / 10_000,
+        "trace_id": f"tr-{i:09d}",
+        "input_tokens": 1200,
+        "output_tokens": 240,
+    }
+
+
+def messages(events: int, per_message: int) -> list[tuple[bytes, bytes]]:
+    out = []
+    for start in range(0, events, per_message):
+        workflow = f"wf-{(start // per_message) % WORKFLOWS}"
+        batch = [call_event(i, workflow) for i in range(start, min(start + per_message, events))]
+        value = orjson.dumps(batch if per_message > 1 else batch[0])
+        out.append((workflow.encode(), value))
+    return out
+
+
+def scenario_settings(bootstrap: str, name: str) -> Settings:
+    tag = f"b{uuid.uuid4().hex[:6]}-{name}"
+    topics = {
+        f"topic_{role}": f"{tag}.{role}" for role in ("telemetry", "control", "acks", "deadletter", "releases", "flags")
+    }
+    return load_settings(None, bootstrap_servers=bootstrap, telemetry_partitions=PARTITIONS, **topics)
+
+
+async def produce_all(settings: Settings, payload: list[tuple[bytes, bytes]]) -> None:
+    await ensure_topics(settings)
+    producer = make_producer(settings, linger_ms=20, max_batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024)
+    await producer.start()
+    try:
+        pending = []
+        for key, value in payload:
+            pending.append(await producer.send(settings.topic_telemetry, value, key=key))
+            if len(pending) >= 2000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def raw_rate(settings: Settings, expect_messages: int) -> float:
+    """Events/s of aiokafka getmany + orjson.loads, from the first record to the last."""
+    consumer = AIOKafkaConsumer(
+        **client_options(settings), enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(settings.topic_telemetry, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen = events = 0
+        start = 0.0
+        while seen < expect_messages:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if not start and batches:
+                start = time.perf_counter()
+            for records in batches.values():
+                for record in records:
+                    value = orjson.loads(record.value or b"null")
+                    events += len(value) if type(value) is list else 1
+                seen += len(records)
+        return events / (time.perf_counter() - start)
+    finally:
+        await consumer.stop()
+
+
+@dataclass
+class WorkerRun:
+    rate: float
+    events: int
+    batches: int
+
+
+async def worker_rate(settings: Settings, expect_messages: int, engine: str, workdir: Path, name: str) -> WorkerRun:
+    """Events/s the worker reports between the start of its first batch and the end of its last."""
+    config = write_config(settings, workdir / f"{name}.toml")
+    worker = WorkerProcess(config, f"bench-{uuid.uuid4().hex[:6]}", name, workdir / f"{name}.log", engine=engine)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            worker.check_alive()
+            status = worker.status()
+            if status and status["totals"]["messages"] >= expect_messages:
+                totals = status["totals"]
+                elapsed = status["last_batch_at"] - status["first_batch_at"]
+                return WorkerRun(totals["events"] / elapsed, totals["events"], totals["batches"])
+            await asyncio.sleep(0.25)
+        raise TimeoutError(f"worker did not consume {expect_messages} messages:\n{worker.tail()}")
+    finally:
+        worker.stop()
+
+
+def histogram_quantile(metrics_text: str, name: str, q: float) -> float | None:
+    """The ``q`` quantile of a Prometheus histogram in a /metrics page (linear within buckets)."""
+    buckets = sorted(
+        (math.inf if le == "+Inf" else float(le), float(count))
+        for le, count in re.findall(rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', metrics_text, re.M)
+    )
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    rank, lower, below = q * buckets[-1][1], 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            if math.isinf(upper) or count == below:
+                return lower
+            return lower + (upper - lower) * (rank - below) / (count - below)
+        lower, below = upper, count
+    return None
+
+
+def bench_detection_latency(bootstrap: str, engine: str, workdir: Path) -> tuple[float, float] | None:
+    """HOOK (pending the real engine): detection latency p50/p99 in seconds.
+
+    Plan: publish a ticket, stream healthy traffic, then a regression whose breaching
+    event time is known; the worker observes ``rollwatch_detection_latency_seconds``
+    (emission wall clock minus ``Emission.breach_ts_ms``) for every command it sends.
+    Scrape ``WorkerProcess.metrics()`` and return
+    ``histogram_quantile(text, "rollwatch_detection_latency_seconds", 0.5 / 0.99)``.
+    Needs a realistic regression generator and gate configuration from the real engine.
+    """
+    return None
+
+
+async def run(args: argparse.Namespace) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="rollwatch-bench-"))
+    with EmbeddedBroker(port=free_port()) as broker:
+        print(
+            f"broker {broker.bootstrap_servers}; engine {args.engine}; {PARTITIONS} partitions, {WORKFLOWS} workflows"
+        )
+        for shape, per_message, events in (("batched", 500, args.events), ("single", 1, args.singles)):
+            settings = scenario_settings(broker.bootstrap_servers, shape)
+            payload = messages(events, per_message)
+            t0 = time.perf_counter()
+            await produce_all(settings, payload)
+            size = sum(len(v) for _, v in payload) / 1e6
+            took = time.perf_counter() - t0
+            print(f"\n[{shape}] {events} events in {len(payload)} messages ({size:.0f} MB), produced in {took:.1f}s")
+            raw = await raw_rate(settings, len(payload))
+            run_ = await worker_rate(settings, len(payload), args.engine, workdir, shape)
+            target, ratio_target = TARGETS[shape]
+            ratio = run_.rate / raw
+            print(f"  raw aiokafka + orjson : {raw:>12,.0f} events/s")
+            batches = f"{run_.batches} batches, target >= {target:,.0f}"
+            print(f"  worker                : {run_.rate:>12,.0f} events/s  ({batches})")
+            print(
+                f"  ratio worker/raw      : {ratio:>12.2f}" + (f"  (target >= {ratio_target})" if ratio_target else "")
+            )
+        latency = bench_detection_latency(broker.bootstrap_servers, args.engine, workdir)
+        print(
+            "\ndetection latency p50/p99: "
+            + (
+                f"{latency[0]:.2f}s / {latency[1]:.2f}s"
+                if latency
+                else "pending the real engine (bench_detection_latency)"
+            )
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=400_000, help="events in the batched scenario")
+    parser.add_argument("--singles", type=int, default=60_000, help="events (= messages) in the single scenario")
+    parser.add_argument("--engine", default="tests.agents.fake_engine:factory", help="module:attribute of the factory")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
