@@ -6,7 +6,10 @@ a recorded incident replays to the same decisions the live worker made. It satis
 :class:`rollwatch.agents.ports.WorkflowEngine`.
 
 Gates scoped to a ``segment`` read a second :class:`WorkflowState` that is fed only
-that segment's events. This keeps the per-route windows segment-agnostic and cheap.
+that segment's events. A ``by_segment`` gate reads one such state per segment seen
+(at most ``MAX_SEGMENTS``; traffic of further segments still counts workflow-wide) and
+breaches per segment, so "disable the workflow for affected segments" names them.
+This keeps the per-route windows segment-agnostic.
 
 Checkpoint format: a 4-byte length, an orjson header (ticket bytes, judge memory,
 release start), then the length-prefixed :meth:`WorkflowState.to_bytes` of the
@@ -45,7 +48,9 @@ from rollwatch.tickets.load import load_ticket_bytes, ticket_to_json
 from rollwatch.tickets.messages import customer_message
 from rollwatch.tickets.model import Ticket
 
-__all__ = ["COMMAND_TTL_MS", "Engine", "EngineFactoryImpl", "streams_config_for"]
+__all__ = ["COMMAND_TTL_MS", "MAX_SEGMENTS", "Engine", "EngineFactoryImpl", "streams_config_for"]
+
+MAX_SEGMENTS: Final = 8
 
 COMMAND_TTL_MS: Final = 60 * 60_000
 """A command older than this is refused by consumers; a fresh decision supersedes it."""
@@ -83,6 +88,7 @@ class Engine:
         self._ticket_raw = b""
         self.state = WorkflowState(workflow, self._base_config)
         self.segments: dict[str, WorkflowState] = {}
+        self._by_segment = False
         self.memory = JudgeMemory()
         self.release_start_ms: int | None = None
         self.shadow = ShadowComparison()
@@ -110,8 +116,11 @@ class Engine:
             self.state = WorkflowState(self._workflow, config)
         self.ticket, self._ticket_raw = ticket, raw or ticket_to_json(ticket)
         self.state.set_arms(control=ticket.control.route, candidate=ticket.candidate.route)
+        self._by_segment = any(g.by_segment for g in ticket.gates)
         wanted = {g.segment for g in ticket.gates if g.segment is not None}
-        self.segments = {s: self.segments.get(s) or WorkflowState(self._workflow, config) for s in wanted}
+        if self._by_segment:
+            wanted |= set(self.segments)
+        self.segments = {s: self.segments.get(s) or self._segment_state(config) for s in wanted}
         for segment_state in self.segments.values():
             segment_state.set_arms(control=ticket.control.route, candidate=ticket.candidate.route)
         if changed:
@@ -126,9 +135,13 @@ class Engine:
             update = self.shadow.update
             for event in events:
                 update(event)
-        if self.segments:
+        if self.segments or self._by_segment:
             for event in events:
-                segment_state = self.segments.get(event.segment) if event.segment else None
+                if not event.segment:
+                    continue
+                segment_state = self.segments.get(event.segment)
+                if segment_state is None and self._by_segment and len(self.segments) < MAX_SEGMENTS:
+                    segment_state = self.segments[event.segment] = self._segment_state(self.state.config)
                 if segment_state is not None:
                     segment_state.apply(event)
         if self.ticket is not None and self.release_start_ms is None:
@@ -145,9 +158,16 @@ class Engine:
         start = self.release_start_ms if self.release_start_ms is not None else now_ms
         results = []
         for gate in ticket.gates:
+            if gate.by_segment and self.segments:
+                # Per segment once segments appear; workflow-wide while traffic carries none.
+                for name in sorted(self.segments):
+                    source = self.segments[name]
+                    arms = Arms(source.candidate, source.control, ticket, start)
+                    results.append(replace(evaluate_gate(gate, arms, now_ms), segment=name))
+                continue
             source = self.segments[gate.segment] if gate.segment is not None else self.state
             arms = Arms(source.candidate, source.control, ticket, start)
-            results.append(evaluate_gate(gate, arms, now_ms))
+            results.append(replace(evaluate_gate(gate, arms, now_ms), segment=gate.segment))
         promotion = evaluate_promotion(ticket, Arms(self.state.candidate, self.state.control, ticket, start), now_ms)
         decisions = judge(ticket, results, self.memory, now_ms, promotion)
         self.last_results, self.last_decisions = results, decisions
@@ -226,6 +246,7 @@ class Engine:
             "gates": [
                 {
                     "gate": r.gate,
+                    "segment": r.segment,
                     "kind": r.kind,
                     "state": r.state,
                     "metric": r.metric,
@@ -251,6 +272,12 @@ class Engine:
                 for d in self.last_decisions
             ],
         }
+
+    def _segment_state(self, config: StreamsConfig) -> WorkflowState:
+        state = WorkflowState(self._workflow, config)
+        if self.ticket is not None:
+            state.set_arms(control=self.ticket.control.route, candidate=self.ticket.candidate.route)
+        return state
 
     def _shadow_status(self) -> dict[str, Any] | None:
         summary = self.shadow.summary()
@@ -301,6 +328,9 @@ class Engine:
             engine.segments = {
                 name: WorkflowState.from_bytes(blob) for name, blob in zip(header["segments"], parts[2:], strict=True)
             }
+            if engine.ticket is not None:
+                for segment_state in engine.segments.values():
+                    segment_state.set_arms(control=engine.ticket.control.route, candidate=engine.ticket.candidate.route)
             engine.memory = JudgeMemory.from_dict(header["memory"])
             engine.release_start_ms = header["release_start_ms"]
             engine.shadow = ShadowComparison.from_dict(header["shadow"])

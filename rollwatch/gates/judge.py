@@ -28,7 +28,7 @@ from rollwatch.tickets.actions import AnyAction
 from rollwatch.tickets.authority import issuers, may_issue
 from rollwatch.tickets.catalogue import FlagName
 from rollwatch.tickets.flags import FlagValue, flag_changes
-from rollwatch.tickets.gates import LatencyRegressionGate
+from rollwatch.tickets.gates import AnyGate, LatencyRegressionGate
 from rollwatch.tickets.model import DoublingPromotion, StepPromotion, Ticket
 
 __all__ = ["DEFAULT_SETTLE_MS", "GateMemory", "JudgeMemory", "command_id", "judge"]
@@ -86,18 +86,17 @@ class JudgeMemory:
         return orjson.dumps(self.to_dict())
 
 
-def _settle_ms(ticket: Ticket, gate_name: str, step: int) -> int:
-    gate = next(g for g in ticket.gates if g.name == gate_name)
+def _settle_ms(gate: AnyGate, step: int) -> int:
     wait = gate.steps[step].wait if step < len(gate.steps) else None
     return int(wait) if wait is not None else DEFAULT_SETTLE_MS
 
 
 def _rollback(ticket: Ticket, memory: JudgeMemory, result: GateResult, action: AnyAction, now_ms: int) -> Decision:
-    mem = memory.gates[result.gate]
-    cid = command_id(ticket.ticket, ticket.revision, result.gate, mem.episode, mem.step)
+    mem = memory.gates[result.key]
+    cid = command_id(ticket.ticket, ticket.revision, result.key, mem.episode, mem.step)
     change = flag_changes(ticket, action)
     principal = ticket.owners.automation
-    segment = ticket_gate_segment(ticket, result.gate)
+    segment = result.segment
     if not may_issue(ticket, principal, action):
         who = ", ".join(issuers(ticket, action)) or "nobody"
         return Decision(
@@ -125,11 +124,6 @@ def _rollback(ticket: Ticket, memory: JudgeMemory, result: GateResult, action: A
     return Decision("rollback", result.gate, action.type, flags, now_ms, cid, result, mem.step, mem.episode, segment)
 
 
-def ticket_gate_segment(ticket: Ticket, gate_name: str) -> str | None:
-    gate = next((g for g in ticket.gates if g.name == gate_name), None)
-    return gate.segment if gate is not None else None
-
-
 def judge(
     ticket: Ticket,
     results: list[GateResult],
@@ -143,7 +137,7 @@ def judge(
     decisions: list[Decision] = []
     for result in results:
         gate = gates[result.gate]
-        mem = memory.gates.setdefault(result.gate, GateMemory())
+        mem = memory.gates.setdefault(result.key, GateMemory())
         if not result.breached:
             mem.since_ms = None
             continue
@@ -157,7 +151,7 @@ def judge(
             continue  # the ladder is spent; people own it from here
         if mem.step == 0:
             mem.episode += 1
-        elif mem.last_step_ms is not None and now_ms - mem.last_step_ms < _settle_ms(ticket, gate.name, mem.step - 1):
+        elif mem.last_step_ms is not None and now_ms - mem.last_step_ms < _settle_ms(gate, mem.step - 1):
             continue  # the previous rung is still settling
         decisions.append(_rollback(ticket, memory, result, steps[mem.step].action, now_ms))
         mem.step += 1

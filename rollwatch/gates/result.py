@@ -65,6 +65,13 @@ class GateResult:
     breach_ts_ms: int | None = None
     guard: GuardVerdict | None = None
     detail: str = ""
+    segment: str | None = None
+    """The segment this result is about: a gate's fixed ``segment``, or one of a ``by_segment`` gate's."""
+
+    @property
+    def key(self) -> str:
+        """Identity for the judge's memory and command ids: one ladder per gate and segment."""
+        return self.gate if self.segment is None else f"{self.gate}@{self.segment}"
 
     @property
     def breached(self) -> bool:

@@ -113,3 +113,39 @@ def test_memory_round_trips_through_a_checkpoint(ticket: Ticket) -> None:
     restored = Engine.from_bytes(engine.to_bytes())
     assert restored.memory == engine.memory
     assert restored.ticket == ticket
+
+
+def test_by_segment_gates_breach_per_segment_and_name_it(ticket: Ticket) -> None:
+    from rollwatch.events import CallEvent
+
+    engine = Engine("support-summary")
+    engine.install(ticket)
+    events = []
+    for i in range(1200):
+        for segment in ("eu", "us"):
+            candidate = i % 2 == 0
+            blocked = candidate and segment == "eu" and i % 10 == 0
+            events.append(
+                CallEvent(
+                    f"{segment}-{i}",
+                    1_763_900_000_000 + i * 100,
+                    "support-summary",
+                    "support-summary/candidate" if candidate else "support-summary/stable",
+                    800.0,
+                    "ok",
+                    True,
+                    blocked,
+                    True,
+                    0.01,
+                    segment=segment,
+                    trace_id=f"t-{segment}-{i}",
+                )
+            )
+    engine.apply(events)
+    engine.evaluate(1_763_900_000_000 + 1200 * 100)
+    safety = {r.segment: r.state for r in engine.last_results if r.gate == "safety-blocks"}
+    assert safety == {"eu": "breached", "us": "healthy"}
+    escalations = [d for d in engine.last_decisions if d.gate == "safety-blocks"]
+    assert [(d.kind, d.segment) for d in escalations] == [("escalate", "eu")]
+    restored = Engine.from_bytes(engine.to_bytes())
+    assert sorted(restored.segments) == ["eu", "us"] and restored.memory == engine.memory
