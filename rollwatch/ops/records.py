@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeAlias
 
-import click
 import orjson
+import typer
 
 from rollwatch.commands import ControlAck, RollbackCommand, decode_ack, decode_command, rfc3339
 from rollwatch.errors import ContractError
@@ -174,7 +174,7 @@ def format_line(record: TailRecord, *, color: bool) -> str:
     """One line per record; ``color`` adds ANSI styles (only for a terminal)."""
 
     def style(text: str, **kwargs: Any) -> str:
-        return click.style(text, **kwargs) if color else text
+        return typer.style(text, **kwargs) if color else text
 
     head = [style(_clock(record.moment), dim=True), style(_KIND_TAGS[record.kind], bold=True)]
     where = record.workflow or "-"

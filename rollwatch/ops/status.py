@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import click
 import orjson
+import typer
 
 from rollwatch.commands import RollbackCommand
 from rollwatch.ops.errors import StatusError
@@ -148,7 +148,7 @@ def render_status(report: StatusReport, *, color: bool = False) -> str:
     """The operator's table: a line per workflow, then its gates against their thresholds."""
 
     def style(text: str, **kwargs: Any) -> str:
-        return click.style(text, **kwargs) if color else text
+        return typer.style(text, **kwargs) if color else text
 
     out: list[str] = []
     for url, why in report.unreachable.items():
