@@ -138,3 +138,14 @@ def test_unreachable_workers_are_named(tmp_path: Path) -> None:
         env=ops_env(), timeout=30,
     )  # fmt: skip
     assert done.returncode == 2 and "no worker answered" in done.stderr
+
+
+def test_worker_urls_come_from_the_environment_as_in_compose(tmp_path: Path) -> None:
+    """docker-compose.yml sets ROLLWATCH_STATUS_URLS to both workers, space-separated."""
+    first, second = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    done = subprocess.run(
+        ops_argv("status", "--no-commands", "--timeout", "1"), capture_output=True, text=True, cwd=ROOT,
+        env=ops_env(ROLLWATCH_STATUS_URLS=f"{first} {second}"), timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert first in done.stderr and second in done.stderr
