@@ -1,9 +1,10 @@
 """The operator commands, as plain functions to mount on the main typer app::
 
-    from rollwatch.ops.cli import status_command, tail_command, traffic_command
+    from rollwatch.ops.cli import status_command, tail_command, ticket_publish_command, traffic_command
     app.command("tail")(tail_command)
     app.command("status")(status_command)
     app.command("traffic")(traffic_command)
+    ticket_app.command("publish")(ticket_publish_command)   # rollwatch ticket publish FILE
 
 Colour follows the terminal: on when stdout is a TTY and ``NO_COLOR`` is unset, never in
 ``--json`` output, so the same command reads well on screen and parses in a pipe.
@@ -35,7 +36,16 @@ from rollwatch.settings import Settings, load_settings
 from rollwatch.synth import Regression, Traffic
 from rollwatch.tickets.durations import parse_duration
 
-__all__ = ["ColorMode", "main", "ops_app", "status_command", "tail_command", "traffic_command", "use_color"]
+__all__ = [
+    "ColorMode",
+    "main",
+    "ops_app",
+    "status_command",
+    "tail_command",
+    "ticket_publish_command",
+    "traffic_command",
+    "use_color",
+]
 
 T = TypeVar("T")
 
@@ -214,6 +224,23 @@ def status_command(
         raise typer.Exit(1)
 
 
+def ticket_publish_command(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The release ticket (YAML or JSON).")],
+    config: ConfigOption = None,
+) -> None:
+    """Validate a release ticket and put it in force on the releases topic (keyed by its workflow)."""
+    from rollwatch.ops.traffic import publish_ticket
+    from rollwatch.tickets.load import load_ticket
+
+    ticket = load_ticket(file)
+    settings = _settings(config)
+    partition, offset = asyncio.run(publish_ticket(settings, ticket, file.read_bytes()))
+    typer.echo(
+        f"{ticket.ticket} r{ticket.revision} is in force for {ticket.workflow} "
+        f"({settings.topic_releases}[{partition}]@{offset})"
+    )
+
+
 def traffic_command(
     ticket: Annotated[
         Path | None,
@@ -295,6 +322,7 @@ ops_app = typer.Typer(
 ops_app.command("tail")(tail_command)
 ops_app.command("status")(status_command)
 ops_app.command("traffic")(traffic_command)
+ops_app.command("ticket-publish")(ticket_publish_command)
 
 
 def main() -> None:

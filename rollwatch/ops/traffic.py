@@ -26,7 +26,7 @@ from rollwatch.settings import Settings
 from rollwatch.synth import Traffic, generate
 from rollwatch.tickets.model import Ticket
 
-__all__ = ["TrafficRun", "batches", "for_ticket", "send_traffic"]
+__all__ = ["TrafficRun", "batches", "for_ticket", "publish_ticket", "send_traffic"]
 
 T = TypeVar("T")
 
@@ -58,6 +58,22 @@ def for_ticket(traffic: Traffic, ticket: Ticket) -> Traffic:
     return replace(
         traffic, workflow=ticket.workflow, control_route=ticket.control.route, candidate_route=ticket.candidate.route
     )
+
+
+async def publish_ticket(settings: Settings, ticket: Ticket, raw: bytes) -> tuple[int, int]:
+    """Put ``raw`` (the ticket file as written) in force: the releases topic, keyed by workflow.
+
+    The topic is compacted, so the newest ticket per workflow is the one workers, flag
+    stores and gateways read at start. Returns the (partition, offset) it was written at.
+    """
+    await ensure_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        meta = await producer.send_and_wait(settings.topic_releases, raw, key=ticket.workflow.encode())
+    finally:
+        await producer.stop()
+    return int(meta.partition), int(meta.offset)
 
 
 async def send_traffic(

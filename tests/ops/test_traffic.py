@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -13,7 +16,7 @@ from rollwatch.ops.traffic import batches, for_ticket, send_traffic
 from rollwatch.settings import Settings
 from rollwatch.synth import Traffic
 from rollwatch.tickets.load import load_ticket
-from tests.ops.helpers import ROOT
+from tests.ops.helpers import ROOT, ops_argv, ops_env, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -63,3 +66,21 @@ async def test_paced_traffic_follows_the_ticket_and_the_clock(kafka_settings: Se
 def test_batches_keep_order_and_size() -> None:
     chunks = list(batches(iter(range(7)), 3))
     assert chunks == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+def test_ticket_publish_puts_a_valid_ticket_in_force(kafka_settings: Settings, tmp_path: Path) -> None:
+    config = write_config(kafka_settings, tmp_path / "rollwatch.toml")
+
+    def publish(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ops_argv("ticket-publish", str(path), "-c", str(config)), capture_output=True, text=True, cwd=ROOT,
+            env=ops_env(), timeout=30,
+        )  # fmt: skip
+
+    done = publish(TICKET)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"REL-2041 r3 is in force for support-summary ({kafka_settings.topic_releases}[")
+    refused = publish(ROOT / "examples" / "bad.ticket.yaml")
+    assert refused.returncode == 2 and "bad.ticket.yaml" in refused.stderr
+    releases = asyncio.run(_read_all(kafka_settings, kafka_settings.topic_releases))
+    assert releases == [(b"support-summary", TICKET.read_bytes())]
