@@ -67,6 +67,7 @@ def chromium(tmp_path: Path) -> Iterator[list[str]]:
     binary = _chromium()
     if binary is None:
         pytest.skip("headless Chromium is not installed (Debian: apt-get install -y chromium)")
+    pytest.importorskip("PIL", reason="reading the screenshot needs Pillow (the test extra installs it)")
     yield [
         binary,
         "--headless",
