@@ -16,8 +16,10 @@ from typing import Annotated
 import typer
 
 from rollwatch import __version__
+from rollwatch.agents.cli import worker
 from rollwatch.errors import RollwatchError
 from rollwatch.flagstore.cli import drill_command, flagstore_command
+from rollwatch.ops.cli import status_command, tail_command, ticket_publish_command, traffic_command
 from rollwatch.replay_cli import replay
 from rollwatch.settings import Settings, load_settings
 from rollwatch.tickets.cli import ticket_app
@@ -39,6 +41,11 @@ app.add_typer(ticket_app, name="ticket")
 app.command()(replay)
 app.command("flagstore")(flagstore_command)
 app.command("drill")(drill_command)
+app.command("worker")(worker)
+app.command("tail")(tail_command)
+app.command("status")(status_command)
+app.command("traffic")(traffic_command)
+ticket_app.command("publish")(ticket_publish_command)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file (else $ROLLWATCH_CONFIG).")
