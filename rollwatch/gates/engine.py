@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import base64
 import struct
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -48,7 +49,18 @@ from rollwatch.tickets.load import load_ticket_bytes, ticket_to_json
 from rollwatch.tickets.messages import customer_message
 from rollwatch.tickets.model import Ticket
 
-__all__ = ["COMMAND_TTL_MS", "MAX_SEGMENTS", "Engine", "EngineFactoryImpl", "streams_config_for"]
+__all__ = [
+    "COMMAND_TTL_MS",
+    "MAX_SEGMENTS",
+    "Engine",
+    "EngineFactoryImpl",
+    "Signer",
+    "production_factory",
+    "streams_config_for",
+]
+
+Signer = Callable[[RollbackCommand], RollbackCommand]
+"""Signs a command (see :mod:`rollwatch.signing`); consumers refuse unsigned ones."""
 
 MAX_SEGMENTS: Final = 8
 
@@ -81,8 +93,9 @@ def streams_config_for(ticket: Ticket | None, base: StreamsConfig | None = None)
 class Engine:
     """Events in, commands out, for one workflow."""
 
-    def __init__(self, workflow: str, *, config: StreamsConfig | None = None) -> None:
+    def __init__(self, workflow: str, *, config: StreamsConfig | None = None, signer: Signer | None = None) -> None:
         self._workflow = workflow
+        self._signer = signer
         self._base_config = config or StreamsConfig()
         self.ticket: Ticket | None = None
         self._ticket_raw = b""
@@ -175,7 +188,8 @@ class Engine:
         for decision in decisions:
             if decision.kind in ("rollback", "promote"):
                 breach = decision.result.breach_ts_ms if decision.result.breach_ts_ms is not None else now_ms
-                emissions.append(Emission(self.command(decision), breach))
+                command = self.command(decision)
+                emissions.append(Emission(self._signer(command) if self._signer else command, breach))
         return emissions
 
     def command(self, decision: Decision) -> RollbackCommand:
@@ -309,7 +323,7 @@ class Engine:
         return b"".join(struct.pack(">I", len(p)) + p for p in parts)
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, config: StreamsConfig | None = None) -> Engine:
+    def from_bytes(cls, data: bytes, *, config: StreamsConfig | None = None, signer: Signer | None = None) -> Engine:
         try:
             parts: list[bytes] = []
             offset = 0
@@ -320,7 +334,7 @@ class Engine:
             header = orjson.loads(parts[0])
             if header.get("format") != _FORMAT:
                 raise EngineStateError(f"engine checkpoint format {header.get('format')!r} is not {_FORMAT}")
-            engine = cls(header["workflow"], config=config)
+            engine = cls(header["workflow"], config=config, signer=signer)
             if header["ticket"] is not None:
                 raw = base64.b64decode(header["ticket"])
                 engine.install(load_ticket_bytes(raw, f"checkpoint/{header['workflow']}"), raw)
@@ -344,11 +358,31 @@ class Engine:
 class EngineFactoryImpl:
     """Builds and restores engines; the worker and replay share it."""
 
-    def __init__(self, config: StreamsConfig | None = None) -> None:
+    def __init__(self, config: StreamsConfig | None = None, signer: Signer | None = None) -> None:
         self.config = config
+        self.signer = signer
 
     def new(self, workflow: str) -> Engine:
-        return Engine(workflow, config=self.config)
+        return Engine(workflow, config=self.config, signer=self.signer)
 
     def restore(self, data: bytes) -> Engine:
-        return Engine.from_bytes(data, config=self.config)
+        return Engine.from_bytes(data, config=self.config, signer=self.signer)
+
+
+def production_factory() -> EngineFactoryImpl:
+    """The worker's default: engines that sign with ``ROLLWATCH_SIGNING_KEY``.
+
+    Without a key the worker still judges and publishes, but it warns: every flag
+    store and gateway refuses unsigned commands.
+    """
+    from rollwatch.settings import load_settings
+    from rollwatch.signing import sign_command, signing_key_from_settings
+
+    key = signing_key_from_settings(load_settings())
+    if key is None:
+        warnings.warn(
+            "ROLLWATCH_SIGNING_KEY is not set: commands go out unsigned and consumers will refuse them",
+            stacklevel=2,
+        )
+        return EngineFactoryImpl()
+    return EngineFactoryImpl(signer=lambda command: sign_command(command, key=key))
