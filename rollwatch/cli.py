@@ -110,11 +110,19 @@ def config_show(config: ConfigOption = None) -> None:
 
 
 @app.command()
-def demo() -> None:
-    """Start a private embedded broker, round-trip some telemetry through it and print it."""
-    from rollwatch.demo import run_demo
+def demo(
+    round_trip: Annotated[
+        bool, typer.Option("--round-trip", help="Only round-trip a few events through a broker and print them.")
+    ] = False,
+) -> None:
+    """A canary regresses and rollwatch rolls it back: broker, worker and traffic on this machine."""
+    if round_trip:
+        from rollwatch.demo import run_demo
 
-    raise typer.Exit(run_demo(typer.echo))
+        raise typer.Exit(run_demo(typer.echo))
+    from rollwatch.rollback_demo import run_rollback_demo
+
+    raise typer.Exit(run_rollback_demo(typer.echo))
 
 
 def main() -> None:
