@@ -29,6 +29,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -153,6 +154,80 @@ async def worker_rate(settings: Settings, expect_messages: int, engine: str, wor
         worker.stop()
 
 
+def faust_ceiling_child(config: Path, expect_messages: int, web_port: int) -> None:
+    """Child process: a bare faust agent (noack_take + ack, nothing else) on the same topic.
+
+    This is the most faust itself delivers on this machine; the worker cannot beat it on
+    single-event messages, where faust's per-message path (two tasks per message in
+    ``Consumer._drain_messages``) dominates. Prints ``RATE <events/s>`` and exits hard.
+    """
+    import gc
+    import os
+
+    import faust
+
+    settings = load_settings(config)
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    app = faust.App(
+        f"ceiling-{uuid.uuid4().hex[:6]}",
+        broker=f"kafka://{settings.bootstrap_servers}",
+        store="memory://",
+        autodiscover=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        processing_guarantee="at_least_once",
+        web_port=web_port,
+        broker_session_timeout=4,
+        broker_heartbeat_interval=1,
+        broker_rebalance_timeout=4,
+        datadir=tempfile.mkdtemp(prefix="rollwatch-ceiling-"),
+        topic_disable_leader=True,
+        stream_buffer_maxsize=16_384,
+        consumer_max_fetch_size=8 * 1024 * 1024,
+    )
+    topic = app.topic(settings.topic_telemetry, key_serializer="raw", value_serializer="raw")
+    seen = [0, 0.0]
+
+    async def bare(stream: Any) -> None:
+        async for events in stream.noack_take(1000, within=0.2):
+            if not seen[1]:
+                seen[1] = time.time()
+            for event in events:
+                await stream.ack(event)
+            seen[0] += len(events)
+            if seen[0] >= expect_messages:
+                print(f"RATE {seen[0] / (time.time() - seen[1])}", flush=True)
+                os._exit(0)
+
+    app.agent(topic)(bare)
+    faust.Worker(app, loop=loop, loglevel="warning", redirect_stdouts=False).execute_from_commandline()
+
+
+async def faust_ceiling(settings: Settings, expect_messages: int, workdir: Path) -> float | None:
+    config = write_config(settings, workdir / "ceiling.toml")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--faust-ceiling",
+        str(config),
+        str(expect_messages),
+        str(free_port()),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 300)
+    except TimeoutError:
+        proc.kill()
+        return None
+    match = re.search(rb"RATE (\S+)", out)
+    return float(match.group(1)) if match else None
+
+
 def histogram_quantile(metrics_text: str, name: str, q: float) -> float | None:
     """The ``q`` quantile of a Prometheus histogram in a /metrics page (linear within buckets)."""
     buckets = sorted(
@@ -208,6 +283,12 @@ async def run(args: argparse.Namespace) -> None:
             print(
                 f"  ratio worker/raw      : {ratio:>12.2f}" + (f"  (target >= {ratio_target})" if ratio_target else "")
             )
+            if shape == "single":
+                ceiling = await faust_ceiling(settings, len(payload), workdir)
+                if ceiling:
+                    print(
+                        f"  bare faust agent      : {ceiling:>12,.0f} events/s  (worker/bare {run_.rate / ceiling:.2f})"
+                    )
         latency = bench_detection_latency(broker.bootstrap_servers, args.engine, workdir)
         print(
             "\ndetection latency p50/p99: "
@@ -221,10 +302,16 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=400_000, help="events in the batched scenario")
-    parser.add_argument("--singles", type=int, default=60_000, help="events (= messages) in the single scenario")
+    parser.add_argument("--events", type=int, default=600_000, help="events in the batched scenario")
+    parser.add_argument("--singles", type=int, default=50_000, help="events (= messages) in the single scenario")
     parser.add_argument("--engine", default="tests.agents.fake_engine:factory", help="module:attribute of the factory")
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument("--faust-ceiling", nargs=3, metavar=("CONFIG", "MESSAGES", "PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.faust_ceiling:
+        config, expect, port = args.faust_ceiling
+        faust_ceiling_child(Path(config), int(expect), int(port))
+        return
+    asyncio.run(run(args))
 
 
 if __name__ == "__main__":

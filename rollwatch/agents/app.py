@@ -112,8 +112,8 @@ class WorkerOptions:
     """Telemetry partitions (default: ``settings.telemetry_partitions``); the changelog gets as many."""
     batch_max: int = 1000
     """Most messages per batch; bounds the raw bytes a batch holds (each message may carry 50 000 events)."""
-    batch_within: float = 0.05
-    """Seconds to wait for a batch to fill before processing what has arrived."""
+    batch_within: float = 0.2
+    """Seconds to wait for a batch to fill; each batch costs one checkpoint per workflow it touched."""
     judge_interval: float = 1.0
     commit_interval: float = 1.0
     session_timeout: float = 10.0
@@ -299,7 +299,14 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
         settings.topic_telemetry, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
     table = app.Table(
-        "state", key_type=bytes, value_type=bytes, partitions=partitions, help="Engine checkpoint per workflow"
+        "state",
+        key_type=bytes,
+        value_type=bytes,
+        partitions=partitions,
+        help="Engine checkpoint per workflow",
+        # One record per touched workflow per batch: without short segments Kafka would not
+        # compact the active segment for days and every recovery would read all of it.
+        extra_topic_configs={"segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"},
     )
     topics = Topics(
         telemetry=settings.topic_telemetry,

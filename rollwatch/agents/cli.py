@@ -132,6 +132,7 @@ def worker(
     commit_interval: Annotated[float, typer.Option(help="Offset commit interval, seconds.")] = 1.0,
     judge_interval: Annotated[float, typer.Option(help="Wall-clock judge timer, seconds.")] = 1.0,
     batch_max: Annotated[int, typer.Option(help="Most messages per batch.")] = 1000,
+    batch_within: Annotated[float, typer.Option(help="Seconds to wait for a batch to fill.")] = 0.2,
 ) -> None:
     """Run the streaming worker: telemetry in, rollback commands out, state in a changelog."""
     if engine is None:
@@ -149,6 +150,7 @@ def worker(
         commit_interval=commit_interval,
         judge_interval=judge_interval,
         batch_max=batch_max,
+        batch_within=batch_within,
     )
     run_worker(settings, factory, options, loglevel=log_level)
 
