@@ -16,7 +16,8 @@ progress, so ``consumer.commit()`` can run with records still buffered):
 2. **changelog written** - one state-table record per workflow the batch touched
    (``engine.to_bytes()`` plus the per-partition offsets it holds), sent straight to the
    aiokafka producer with an explicit partition and awaited together with the dead
-   letters;
+   letters (the last record of each changelog partition alone, see
+   :meth:`Pipeline._write_checkpoints`);
 3. **producer flushed** - implied by 1 and 2: every future is resolved before step 4;
 4. **offsets committed** - the batch is consumed with ``stream.noack_take`` and each
    event is acked only after 1-3 succeeded. faust commits acked offsets only (its
@@ -47,6 +48,18 @@ the workflow's messages come from (not faust's context-variable ``current_event`
 At each assignment, engines of partitions no longer owned are dropped; when recovery
 completes, engines of owned partitions that are not in memory are restored with
 ``factory.restore``.
+
+faust on Tansu
+==============
+* ``processing_guarantee="at_least_once"``: exactly-once would turn on the idempotent,
+  transactional producer, and Tansu has no InitProducerId.
+* Raw key/value serializers for the app, the topic and the table (``key_type=bytes``):
+  a key faust cannot decode makes it end the agent's stream silently, after which the
+  worker would sit idle; :func:`build_app` also fail-stops if the stream ever ends.
+* Tansu reports a partition's end offset as the base of its last record batch + 1;
+  faust's recovery trusts it, hence the single-record tail batch per changelog partition.
+* Short session/rebalance timeouts in tests (Tansu holds a new group's first JoinGroup
+  for the rebalance timeout) and one web port per worker (faust always binds it).
 """
 
 from __future__ import annotations

@@ -117,7 +117,8 @@ def worker(
     config: ConfigOption = None,
     web_port: Annotated[int | None, typer.Option("--web-port", help="Port of /metrics and /status.")] = None,
     name: Annotated[
-        str | None, typer.Option("--name", "--worker-id", help="Worker name (logs, /status); default host-pid.")
+        str | None,
+        typer.Option("--name", "--worker-id", "--workers-id", help="Worker name (logs, /status); default host-pid."),
     ] = None,
     group: Annotated[
         str, typer.Option("--group", help="Consumer group: workers of one group split the partitions.")
