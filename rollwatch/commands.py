@@ -27,6 +27,7 @@ from pydantic import (
 from typing_extensions import TypedDict
 
 from rollwatch.errors import ContractError
+from rollwatch.tickets.catalogue import ACTION_TYPES, ActionType
 
 __all__ = [
     "ACTIONS",
@@ -67,22 +68,9 @@ def rfc3339(moment: datetime) -> str:
 Count = Annotated[int, BeforeValidator(_whole), Field(ge=0)]
 Timestamp = Annotated[AwareDatetime, PlainSerializer(rfc3339, return_type=str)]
 
-Action: TypeAlias = Literal[
-    "rollback",
-    "restore_route",
-    "restore_prompt",
-    "restore_route_and_prompt",
-    "disable_tools",
-    "set_action_mode",
-    "set_route_mode",
-    "reduce_rollout",
-    "disable_segment",
-    "freeze_rollout",
-    "promote",
-    "drill",
-    "drill_restore",
-]
-ACTIONS: tuple[str, ...] = Action.__args__  # type: ignore[attr-defined]
+Action: TypeAlias = Literal[ActionType, "rollback", "promote", "drill", "drill_restore"]
+"""A ticket's action types, plus the ones only the control plane issues."""
+ACTIONS: tuple[str, ...] = (*ACTION_TYPES, "rollback", "promote", "drill", "drill_restore")
 AckStatus: TypeAlias = Literal["applied", "refused", "duplicate"]
 
 Flags = TypedDict(

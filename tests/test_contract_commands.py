@@ -176,3 +176,13 @@ def test_flag_names_are_the_six_of_the_seed() -> None:
         "ai.action.mode",
         "ai.rollout.percent",
     }
+
+
+def test_actions_match_the_schema_enum() -> None:
+    import json
+
+    from rollwatch.commands import ACTIONS
+    from tests.conftest import SCHEMAS
+
+    schema = json.loads((SCHEMAS / "rollback-command.v1.json").read_text())
+    assert sorted(ACTIONS) == sorted(schema["properties"]["action"]["enum"])
