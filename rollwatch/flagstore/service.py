@@ -32,7 +32,7 @@ from rollwatch.flagstore.audit import AuditLog, AuditRecord, Outcome
 from rollwatch.flagstore.errors import StateFormatError
 from rollwatch.flagstore.redis_sink import RedisFlags
 from rollwatch.flagstore.state import FlagBook, FlagMap, WorkflowFlags, decode_state
-from rollwatch.flagstore.topics import make_consumer, partitions_of, read_to_end, send_retrying
+from rollwatch.flagstore.topics import ResetWatch, make_consumer, partitions_of, read_to_end, send_retrying
 from rollwatch.flagstore.verify import CommandChecker, Refusal, TicketBook
 from rollwatch.kafka import make_producer
 from rollwatch.settings import Settings
@@ -133,6 +133,7 @@ class FlagStore:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._redis_dirty: set[str] = set()
+        self.reset_watch: ResetWatch | None = None
 
     # -- reading state -------------------------------------------------------------------------
 
@@ -209,6 +210,8 @@ class FlagStore:
         assert self._consumer is not None
         consumer = self._consumer
         control = set(self._control)
+        self.reset_watch = watch = ResetWatch(consumer, self._releases + self._control)
+        await watch.check()
         while True:
             try:
                 batches = await consumer.getmany(timeout_ms=200)
@@ -216,6 +219,8 @@ class FlagStore:
                 log.exception("flag store %s: fetch failed; retrying", self.name)
                 await asyncio.sleep(0.5)
                 continue
+            if not batches:
+                await watch.check()  # a recreated topic or a broker that came back empty
             for tp, records in batches.items():
                 if tp not in control:
                     for record in records:

@@ -8,6 +8,7 @@ a process that must see every partition of a small control topic anyway.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,12 +20,24 @@ from rollwatch.flagstore.errors import FlagStoreError
 from rollwatch.kafka import client_options
 from rollwatch.settings import Settings
 
-__all__ = ["make_consumer", "partitions_of", "read_to_end", "send_retrying"]
+__all__ = ["ResetWatch", "make_consumer", "partitions_of", "read_to_end", "send_retrying"]
+
+log = logging.getLogger(__name__)
 
 
 def make_consumer(settings: Settings, **extra: Any) -> AIOKafkaConsumer:
-    """A consumer tuned for control traffic: small fetch waits, no auto-commit."""
-    options = client_options(settings) | {"enable_auto_commit": False, "fetch_max_wait_ms": 50}
+    """A consumer tuned for control traffic: small fetch waits, no auto-commit.
+
+    A position that falls off the log (OFFSET_OUT_OF_RANGE: the topic was recreated or
+    truncated) resets to the earliest offset, not the latest: re-reading commands costs a
+    duplicate ack each (command ids make them no-ops, expired ones are refused), while
+    skipping to the end would lose the commands published in between.
+    """
+    options = client_options(settings) | {
+        "enable_auto_commit": False,
+        "fetch_max_wait_ms": 50,
+        "auto_offset_reset": "earliest",
+    }
     return AIOKafkaConsumer(**(options | extra))
 
 
@@ -85,3 +98,70 @@ async def send_retrying(
                 return False
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+class ResetWatch:
+    """Notices partitions whose log end went backwards and re-reads them from their beginning.
+
+    A log end never moves back on a healthy partition. It does when the topic was
+    deleted and recreated, or when a broker that keeps its log in memory (the embedded
+    one) restarted empty. The consumer's position then lies beyond the new end, and a
+    broker that answers such a fetch with nothing instead of OFFSET_OUT_OF_RANGE (Tansu
+    does) leaves the consumer waiting there while new commands land below it, unseen.
+    ``check()`` is cheap (one ListOffsets request at most every ``every_s``) and is meant
+    for the idle path of a consume loop; it never raises, since the broker may be down.
+    A command that lands on a reset partition before the next check, and takes the log
+    end back to the old one, goes unnoticed: a persistent broker does not have that gap.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition], every_s: float = 1.0) -> None:
+        self.consumer = consumer
+        self.tps = list(tps)
+        self.every = every_s
+        self.rewinds = 0
+        self.rewound: set[TopicPartition] = set()
+        self._ends: dict[TopicPartition, int] = {}
+        self._next = 0.0
+
+    async def check(self) -> list[TopicPartition]:
+        """The partitions just rewound (usually none)."""
+        now = time.monotonic()
+        if now < self._next or not self.tps:
+            return []
+        self._next = now + self.every
+        try:
+            ends: dict[TopicPartition, int] = await asyncio.wait_for(
+                self.consumer.end_offsets(self.tps), timeout=max(self.every, 1.0)
+            )
+        except Exception:  # broker down or topic missing for now: try again later
+            return []
+        reset = [tp for tp in self.tps if tp in ends and await self._went_back(tp, ends[tp])]
+        self._ends.update(ends)
+        if reset:
+            log.warning("log end went backwards on %s (topic recreated or broker reset): re-reading", reset)
+            try:
+                await self.consumer.seek_to_beginning(*reset)
+            except Exception:
+                log.warning("cannot rewind %s; will retry", reset, exc_info=True)
+                for tp in reset:
+                    self._ends[tp] = ends[tp] + 1  # still "backwards" next time, so it is retried
+                return []
+            self.rewinds += len(reset)
+            self.rewound.update(reset)
+        return reset
+
+    async def _went_back(self, tp: TopicPartition, end: int) -> bool:
+        """Below the end seen before, or empty although we have read records from it.
+
+        Not simply "below our position": Tansu reports the high watermark as the base
+        offset of the last batch plus one, which can lie below a position that is fine.
+        An empty log is unambiguous, and covers a reset the previous checks did not see.
+        """
+        if end < self._ends.get(tp, 0):
+            return True
+        if end > 0:
+            return False
+        try:
+            return bool(await asyncio.wait_for(self.consumer.position(tp), timeout=1.0) > 0)
+        except Exception:
+            return False

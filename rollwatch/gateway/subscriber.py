@@ -33,7 +33,7 @@ from rollwatch.commands import ControlAck, decode_command, encode_ack
 from rollwatch.errors import ContractError
 from rollwatch.flagstore.errors import StateFormatError
 from rollwatch.flagstore.state import decode_state
-from rollwatch.flagstore.topics import make_consumer, partitions_of, read_to_end
+from rollwatch.flagstore.topics import ResetWatch, make_consumer, partitions_of, read_to_end
 from rollwatch.flagstore.verify import CommandChecker, Refusal
 from rollwatch.gateway.cache import FlagCache
 from rollwatch.kafka import make_producer
@@ -84,6 +84,7 @@ class ControlSubscriber:
         self._flags: list[TopicPartition] = []
         self._control: list[TopicPartition] = []
         self._stopping = False
+        self.reset_watch: ResetWatch | None = None
 
     async def start(self) -> None:
         if self.send_acks:
@@ -143,6 +144,8 @@ class ControlSubscriber:
         consumer = self._consumer
         control = set(self._control)
         releases = set(self._releases)
+        self.reset_watch = watch = ResetWatch(consumer, self._releases + self._flags + self._control)
+        await watch.check()
         while True:
             try:
                 batches = await consumer.getmany(timeout_ms=200)
@@ -150,6 +153,8 @@ class ControlSubscriber:
                 log.exception("gateway %s: fetch failed; retrying", self.name)
                 await asyncio.sleep(0.5)
                 continue
+            if not batches:
+                await watch.check()  # a recreated topic or a broker that came back empty
             # Tickets first (a revision and the command relying on it may share a fetch), then
             # commands, then the flag store's documents, which are derived from those commands.
             for tp in sorted(batches, key=lambda tp: (tp not in releases, tp not in control)):
