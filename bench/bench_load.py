@@ -14,10 +14,11 @@ workflow) for a wall-clock budget and prints only what it measured:
 
 Events arrive as the worker sees them: batches of ``--batch`` events per workflow, the
 workflows in round-robin, 5% of calls on the candidate arm, event time advancing
-1 s per batch per workflow so the 30-minute windows roll. No Kafka here: the broker
+``--step-s`` (60 s) per batch per workflow so the 30-minute windows fill and roll
+within the run (memory can only be seen to level off once they do). No Kafka here: the broker
 path is ``bench/bench_worker.py``. Nothing is extrapolated.
 
-    .venv/bin/python bench/bench_load.py [--workflows 10000] [--seconds 120] [--batch 100]
+    .venv/bin/python bench/bench_load.py [--workflows 10000] [--seconds 120] [--batch 100] [--step-s 60]
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--workflows", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=120.0, help="wall-clock budget of the event run")
     parser.add_argument("--batch", type=int, default=100, help="events per workflow per apply (one message)")
+    parser.add_argument("--step-s", type=float, default=60.0, help="event time between a workflow's batches")
     args = parser.parse_args()
 
     base = load_ticket(EXAMPLE)
@@ -120,7 +122,7 @@ def main() -> None:
     q_events, q_work, q_start = 0, 0.0, started
     rnd = 0
     while time.perf_counter() - started < budget:
-        ts = START_MS + rnd * 1000
+        ts = START_MS + int(rnd * args.step_s * 1000)
         for engine in engines:
             wf = engine.workflow
             batch = batch_for(wf, control, candidate, rnd * args.batch, args.batch, ts)
@@ -149,7 +151,7 @@ def main() -> None:
 
     print(
         f"events: {events:,} in {wall:.1f}s wall over {rnd + 1} round(s) of {args.workflows} workflows "
-        f"x {args.batch}-event batches; commands emitted: {commands}"
+        f"x {args.batch}-event batches, {args.step_s:.0f}s of event time apart; commands emitted: {commands}"
     )
     print(
         f"core rate (apply + judge after every batch): {events / (apply_s + judge_s):,.0f} events/s "
