@@ -39,6 +39,7 @@ __all__ = [
     "encode_events",
     "event_to_dict",
     "parse_event",
+    "reject_future",
 ]
 
 Arm: TypeAlias = Literal["control", "candidate", "shadow"]
@@ -477,6 +478,33 @@ def decode_message(raw: bytes) -> DecodedMessage:
             path = f"[{i}].{exc.field}" if exc.field else f"[{i}]"
             rejected.append(Rejected(i, InvalidEventError(path, exc.problem), orjson.dumps(item)))
     return DecodedMessage(events, rejected)
+
+
+MAX_FUTURE_SKEW_MS: Final = 5 * 60_000
+"""How far ahead of the receiver's clock an event may be stamped before it is refused."""
+
+
+def reject_future(decoded: DecodedMessage, now_ms: int, skew_ms: int = MAX_FUTURE_SKEW_MS) -> DecodedMessage:
+    """Move events stamped beyond ``now_ms + skew_ms`` to the rejected list.
+
+    One event from a producer with a wrong clock (or milliseconds sent as seconds x
+    1000) would advance a workflow's watermark to the future and make every honest
+    event after it late. The streaming core has no clock, so the receiver that has one
+    refuses such events at the door, with a reason, and they go to the dead letters.
+    """
+    limit = now_ms + skew_ms
+    if all(e.ts_ms <= limit for e in decoded.events):
+        return decoded
+    kept: list[Event] = []
+    rejected = list(decoded.rejected)
+    for event in decoded.events:
+        if event.ts_ms <= limit:
+            kept.append(event)
+        else:
+            ahead = (event.ts_ms - now_ms) / 1000
+            error = InvalidEventError("ts", f"is {ahead:.0f}s ahead of the receiver's clock (limit {skew_ms // 1000}s)")
+            rejected.append(Rejected(None, error, orjson.dumps(event_to_dict(event))))
+    return DecodedMessage(kept, rejected)
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:

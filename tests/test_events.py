@@ -162,3 +162,17 @@ def test_encode_then_decode_round_trips(
     assert decoded.rejected == []
     assert decoded.events == [event, event]
     assert event_to_dict(event)["ts"] * 1000 == pytest.approx(ts_ms)
+
+
+def test_events_stamped_in_the_future_are_rejected_with_a_reason() -> None:
+    from rollwatch.events import reject_future
+
+    now = 1_763_900_000_000
+    decoded = decode_message(
+        orjson.dumps([call(event_id="ok", ts=now / 1000), call(event_id="ahead", ts=now / 1000 + 3600)])
+    )
+    checked = reject_future(decoded, now)
+    assert [e.event_id for e in checked.events] == ["ok"]
+    assert checked.rejected[0].error.field == "ts" and "3600s ahead" in checked.rejected[0].error.problem
+    assert orjson.loads(checked.rejected[0].raw)["event_id"] == "ahead"
+    assert reject_future(decoded, now + 3600_000) is decoded

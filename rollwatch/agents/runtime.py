@@ -27,7 +27,7 @@ from rollwatch.agents.ports import EngineFactory, GateReading, WorkflowEngine
 from rollwatch.agents.records import Outgoing, SourceRecord
 from rollwatch.commands import encode_command
 from rollwatch.errors import InvalidEventError
-from rollwatch.events import DecodedMessage, Event, Rejected, decode_message
+from rollwatch.events import DecodedMessage, Event, Rejected, decode_message, reject_future
 
 __all__ = ["BoundedSet", "Fold", "Judgement", "Runtime", "Slot", "Topics"]
 
@@ -234,7 +234,8 @@ class Runtime:
     def _decode(self, record: SourceRecord) -> DecodedMessage:
         if record.value is None:
             return DecodedMessage([], [Rejected(None, InvalidEventError("", "message has no value"), b"")])
-        return decode_message(record.value)
+        # Wall clock is the receiver's to own: events stamped far ahead would poison the watermark.
+        return reject_future(decode_message(record.value), int(time.time() * 1000))
 
     def fold(self, records: Sequence[SourceRecord]) -> Fold:
         """Decode a batch, dead-letter what is rejected, apply the rest engine by engine."""
