@@ -35,8 +35,8 @@ __all__ = ["DEFAULT_ENGINE", "load_engine_factory", "main", "prepare_topics", "r
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ENGINE: str | None = None
-"""``module:attribute`` of the production engine factory; set it when the real engine lands."""
+DEFAULT_ENGINE: str | None = "rollwatch.gates.engine:production_factory"
+"""The production engine factory: gates, judge and signing with ``ROLLWATCH_SIGNING_KEY``."""
 
 
 def load_engine_factory(spec: str) -> EngineFactory:
