@@ -87,7 +87,16 @@ from rollwatch.agents.runtime import Runtime, Topics
 from rollwatch.agents.tickets import TicketFeed
 from rollwatch.settings import Settings
 
-__all__ = ["DEFAULT_GROUP", "Pipeline", "WorkerApp", "WorkerOptions", "build_app", "fail_stop", "wall_ms"]
+__all__ = [
+    "DEFAULT_GROUP",
+    "Pipeline",
+    "WorkerApp",
+    "WorkerOptions",
+    "build_app",
+    "fail_stop",
+    "rewind_uncommitted",
+    "wall_ms",
+]
 
 log = logging.getLogger(__name__)
 
@@ -301,6 +310,37 @@ class Pipeline:
             self.runtime.on_recovered(checkpoints)
 
 
+def rewind_uncommitted(consumer: Any, topic: str) -> None:
+    """Make faust's "seek to committed" rewind partitions that have no committed offset yet.
+
+    During a rebalance faust's fetcher can drain records of a stream partition before the
+    partition is paused; it then rewinds with ``seek_to_committed``. aiokafka leaves a
+    partition without a committed offset (a group that never committed, or committed 0)
+    where it is, so those records are never delivered, and once later offsets are acked
+    they are committed past for good. This wraps the consumer's ``seek_to_committed`` so
+    that such partitions of ``topic`` go back to their earliest offset, which is what
+    ``consumer_auto_offset_reset="earliest"`` means. Replays are harmless (checkpoints
+    hold per-partition offsets).
+    """
+    if getattr(consumer, "_rollwatch_rewind", False):
+        return
+    original = consumer.seek_to_committed
+
+    async def seek_to_committed() -> Any:
+        committed = await original()
+        missing = [tp for tp, offset in committed.items() if tp.topic == topic and not offset]
+        if missing:
+            earliest = await consumer.earliest_offsets(*missing)
+            for tp in missing:
+                if earliest.get(tp) is not None:
+                    await consumer.seek(tp, earliest[tp])
+            log.info("rewound %d uncommitted partitions of %s to their earliest offset", len(missing), topic)
+        return committed
+
+    consumer.seek_to_committed = seek_to_committed
+    consumer._rollwatch_rewind = True
+
+
 def build_app(settings: Settings, engine_factory: EngineFactory, options: WorkerOptions | None = None) -> WorkerApp:
     """A faust app wired to ``engine_factory``; run it with ``faust.Worker(result.app).execute_from_commandline()``."""
     options = options or WorkerOptions()
@@ -380,6 +420,7 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
         await pipeline.on_revoked()
 
     async def on_assigned(sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        rewind_uncommitted(app.consumer, topics.telemetry)
         await pipeline.on_assigned(owned(args[0] if args else kwargs.get("assigned", ())))
 
     app.on_partitions_revoked.connect(on_revoked)
