@@ -47,7 +47,10 @@ machinery only: the worker writes changelog records itself with the telemetry pa
 the workflow's messages come from (not faust's context-variable ``current_event``).
 At each assignment, engines of partitions no longer owned are dropped; when recovery
 completes, engines of owned partitions that are not in memory are restored with
-``factory.restore``.
+``factory.restore``. A partition without a committed offset is rewound to its earliest
+offset after a rebalance (:func:`rewind_uncommitted`; faust would otherwise skip what it
+drained during recovery); if engines kept in memory had applied that partition, its log
+was recreated and they forget the old offsets (:meth:`Runtime.on_offsets_lost`).
 
 faust on Tansu
 ==============
@@ -71,7 +74,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -299,6 +302,10 @@ class Pipeline:
         async with self.lock:  # waits out a timer tick in flight, so no write follows the loss of a partition
             self.runtime.recovered = False
 
+    async def on_offsets_lost(self, partitions: set[int]) -> None:
+        async with self.lock:
+            self.runtime.on_offsets_lost(partitions)
+
     async def on_assigned(self, partitions: set[int]) -> None:
         async with self.lock:
             self.runtime.on_assigned(partitions)
@@ -310,7 +317,7 @@ class Pipeline:
             self.runtime.on_recovered(checkpoints)
 
 
-def rewind_uncommitted(consumer: Any, topic: str) -> None:
+def rewind_uncommitted(consumer: Any, topic: str, on_rewind: Callable[[set[int]], Awaitable[None]]) -> None:
     """Make faust's "seek to committed" rewind partitions that have no committed offset yet.
 
     During a rebalance faust's fetcher can drain records of a stream partition before the
@@ -320,7 +327,7 @@ def rewind_uncommitted(consumer: Any, topic: str) -> None:
     they are committed past for good. This wraps the consumer's ``seek_to_committed`` so
     that such partitions of ``topic`` go back to their earliest offset, which is what
     ``consumer_auto_offset_reset="earliest"`` means. Replays are harmless (checkpoints
-    hold per-partition offsets).
+    hold per-partition offsets). ``on_rewind`` hears which partitions were rewound.
     """
     if getattr(consumer, "_rollwatch_rewind", False):
         return
@@ -330,6 +337,7 @@ def rewind_uncommitted(consumer: Any, topic: str) -> None:
         committed = await original()
         missing = [tp for tp, offset in committed.items() if tp.topic == topic and not offset]
         if missing:
+            await on_rewind({tp.partition for tp in missing})
             earliest = await consumer.earliest_offsets(*missing)
             for tp in missing:
                 if earliest.get(tp) is not None:
@@ -420,7 +428,7 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
         await pipeline.on_revoked()
 
     async def on_assigned(sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
-        rewind_uncommitted(app.consumer, topics.telemetry)
+        rewind_uncommitted(app.consumer, topics.telemetry, pipeline.on_offsets_lost)
         await pipeline.on_assigned(owned(args[0] if args else kwargs.get("assigned", ())))
 
     app.on_partitions_revoked.connect(on_revoked)

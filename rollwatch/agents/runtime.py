@@ -136,6 +136,8 @@ class Runtime:
         self.assigned: frozenset[int] | None = None
         self.recovered = False
         self.positions: dict[int, int] = {}
+        self._restored: set[str] = set()
+        """Workflows restored from checkpoints since the last assignment (their offsets are current)."""
         self.totals = {
             "messages": 0,
             "events": 0,
@@ -168,6 +170,7 @@ class Runtime:
         """
         self.assigned = frozenset(partitions)
         self.recovered = False
+        self._restored.clear()
         for workflow in [w for w, s in self.slots.items() if s.home not in self.assigned]:
             del self.slots[workflow]
         log.info("assigned telemetry partitions %s; %d engines kept", sorted(self.assigned), len(self.slots))
@@ -195,6 +198,7 @@ class Runtime:
                 continue
             slot = Slot(workflow, engine, checkpoint.home, dict(checkpoint.applied))
             self.slots[workflow] = slot
+            self._restored.add(workflow)
             self._install_ticket(slot)
             restored += 1
         for workflow in list(self.tickets):
@@ -202,6 +206,31 @@ class Runtime:
                 self._create(workflow, self.key_partition(workflow))
         self.recovered = True
         log.info("recovered %d engines from the state table; %d engines in all", restored, len(self.slots))
+
+    def on_offsets_lost(self, partitions: Collection[int]) -> None:
+        """The group has no committed offset for these partitions; the consumer rewinds them.
+
+        For an engine restored from a checkpoint that is the normal crash-before-first-commit
+        case and its offsets make the replay harmless. An engine that was kept in memory
+        across the rebalance, though, applied messages of these partitions and they were
+        committed at the revocation, so their offsets vanishing means the log itself was
+        recreated (an in-memory broker restarted empty, a topic deleted): offsets of the old
+        log mean nothing in the new one and would make the worker skip its first messages.
+        """
+        lost = set(partitions)
+        for slot in self.slots.values():
+            if slot.workflow in self._restored:
+                continue
+            stale = sorted(p for p in slot.applied if p in lost)
+            if stale:
+                log.warning(
+                    "workflow %r: partitions %s lost their committed offsets (log recreated?); "
+                    "forgetting the offsets its state was built from",
+                    slot.workflow,
+                    stale,
+                )
+                for partition in stale:
+                    del slot.applied[partition]
 
     # -- engines ---------------------------------------------------------------------------
 

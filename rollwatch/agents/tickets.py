@@ -83,8 +83,17 @@ class TicketFeed:
                         await on_record(SourceRecord(tp.topic, tp.partition, record.offset, record.key, record.value))
                         self._next[tp.partition] = record.offset + 1
                 for tp in tps:
+                    position = await consumer.position(tp)
+                    highwater = consumer.highwater(tp)  # from fetch responses: exact, unlike end_offsets on Tansu
+                    if highwater is not None and position > highwater:
+                        # The log is shorter than what we read: the topic was recreated (an in-memory
+                        # broker restarted empty). Read the new one from its start.
+                        log.warning("releases partition %d restarted below our position; rereading it", tp.partition)
+                        await consumer.seek_to_beginning(tp)
+                        self._next[tp.partition] = 0
+                        continue
                     # Compaction leaves gaps: the position, not the last record, says how far we are.
-                    self._next[tp.partition] = max(self._next.get(tp.partition, 0), await consumer.position(tp))
+                    self._next[tp.partition] = max(self._next.get(tp.partition, 0), position)
         finally:
             await consumer.stop()
 

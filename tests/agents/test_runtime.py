@@ -81,6 +81,27 @@ def test_replayed_messages_are_skipped_after_a_restore() -> None:
     assert second.totals["replayed"] == 3 and again.events == 1
 
 
+def test_lost_offsets_reset_kept_engines_but_not_restored_ones() -> None:
+    """A recreated log (offsets gone) must not make a kept engine skip the new log's first messages."""
+    kept = runtime()
+    kept.fold([message(i, [call(f"e{i}", "wf", status="error")]) for i in range(3)])
+    checkpoint = kept.checkpoint(kept.slots.values())
+    kept.on_assigned(range(4))  # a rebalance that keeps the partition
+    kept.on_recovered([])
+    kept.on_offsets_lost({1})
+    kept.fold([message(0, [call("n0", "wf", status="error")])])  # offset 0 of the new log
+    engine = kept.slots["wf"].engine
+    assert isinstance(engine, FakeEngine) and engine.counts["candidate"]["errors"] == 4
+
+    restored = Runtime(FakeEngineFactory(), topics=TOPICS, partitions=4, metrics=Metrics(), worker="t2")
+    restored.on_assigned({1})
+    restored.on_recovered([(c.key or b"", c.value) for c in checkpoint])
+    restored.on_offsets_lost({1})  # never committed: the replay must still be skipped
+    restored.fold([message(i, [call(f"e{i}", "wf", status="error")]) for i in range(3)])
+    engine = restored.slots["wf"].engine
+    assert isinstance(engine, FakeEngine) and engine.counts["candidate"]["errors"] == 3 and engine.duplicates == 0
+
+
 def test_engines_of_partitions_assigned_elsewhere_are_dropped_and_not_restored() -> None:
     rt = runtime()
     rt.fold([message(0, [call("a", "wf-1")], partition=1), message(0, [call("b", "wf-2")], partition=2)])
