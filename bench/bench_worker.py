@@ -12,7 +12,7 @@ and prints events/s and the ratio worker/raw. Targets: >= 100k events/s and rati
 >= 0.4 on batched messages, >= 10k events/s on single-event messages. No asserts:
 this prints, CI does not gate on it.
 
-    .venv/bin/python bench/bench_worker.py [--events 400000] [--singles 60000] [--engine module:attr]
+    .venv/bin/python bench/bench_worker.py [--events 1000000] [--singles 50000] [--engine module:attr]
 
 Detection latency: see :func:`bench_detection_latency` (a hook, waiting for the real engine).
 """
@@ -302,7 +302,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=600_000, help="events in the batched scenario")
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the batched scenario")
     parser.add_argument("--singles", type=int, default=50_000, help="events (= messages) in the single scenario")
     parser.add_argument("--engine", default="tests.agents.fake_engine:factory", help="module:attribute of the factory")
     parser.add_argument("--faust-ceiling", nargs=3, metavar=("CONFIG", "MESSAGES", "PORT"), help=argparse.SUPPRESS)
