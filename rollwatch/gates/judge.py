@@ -10,7 +10,7 @@ The judge holds the small amount of memory that keeps decisions from flapping:
   been healthy. Promotion needs health sustained for ``canary.hold`` (hysteresis), and
   a rollback blocks promotion for the rest of the ticket revision.
 
-Command ids are a hash of (ticket, revision, gate, episode, rung). A worker restarted
+Command ids are a hash of (workflow, ticket, revision, gate, episode, rung). A worker restarted
 from an earlier checkpoint re-derives the same decisions with the same ids, and flag
 stores drop the repeats.
 """
@@ -37,8 +37,10 @@ DEFAULT_SETTLE_MS: Final = 10 * 60_000
 """How long a ladder rung is given to work when the ticket names no ``wait``."""
 
 
-def command_id(ticket: str, revision: int, gate: str, episode: int, step: int) -> str:
-    digest = hashlib.sha256(f"{ticket}\x1f{revision}\x1f{gate}\x1f{episode}\x1f{step}".encode()).hexdigest()
+def command_id(workflow: str, ticket: str, revision: int, gate: str, episode: int, step: int) -> str:
+    """Same workflow, ticket revision, gate (and segment), episode and rung: same id, on any worker."""
+    parts = (workflow, ticket, str(revision), gate, str(episode), str(step))
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
     return f"rw-{digest[:32]}"
 
 
@@ -93,7 +95,7 @@ def _settle_ms(gate: AnyGate, step: int) -> int:
 
 def _rollback(ticket: Ticket, memory: JudgeMemory, result: GateResult, action: AnyAction, now_ms: int) -> Decision:
     mem = memory.gates[result.key]
-    cid = command_id(ticket.ticket, ticket.revision, result.key, mem.episode, mem.step)
+    cid = command_id(ticket.workflow, ticket.ticket, ticket.revision, result.key, mem.episode, mem.step)
     change = flag_changes(ticket, action)
     principal = ticket.owners.automation
     segment = result.segment
@@ -175,7 +177,7 @@ def _promotion(
         # Below rollback_below_ratio of control: exposure to zero, at once.
         memory.rollout_percent = 0.0
         memory.rolled_back = True
-        cid = command_id(ticket.ticket, ticket.revision, "promotion", memory.promotions, 0)
+        cid = command_id(ticket.workflow, ticket.ticket, ticket.revision, "promotion", memory.promotions, 0)
         zero: dict[FlagName, FlagValue] = {"ai.rollout.percent": 0.0}
         return [Decision("rollback", "promotion", "reduce_rollout", zero, now_ms, cid, result)]
     if result.state != "healthy" or not all_healthy:
@@ -197,6 +199,6 @@ def _promotion(
     memory.promotions += 1
     memory.rollout_percent = target
     memory.healthy_since_ms = now_ms  # hysteresis: the next step needs another full hold
-    cid = command_id(ticket.ticket, ticket.revision, "promotion", memory.promotions, 1)
+    cid = command_id(ticket.workflow, ticket.ticket, ticket.revision, "promotion", memory.promotions, 1)
     flags: dict[FlagName, FlagValue] = {"ai.rollout.percent": target}
     return [Decision("promote", "promotion", "promote", flags, now_ms, cid, result)]

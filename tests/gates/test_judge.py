@@ -54,15 +54,16 @@ def test_action_outside_automations_authority_escalates(ticket: Ticket) -> None:
 
 
 def test_command_ids_are_deterministic_and_distinct() -> None:
-    assert command_id("T", 1, "g", 1, 0) == command_id("T", 1, "g", 1, 0)
+    assert command_id("wf", "T", 1, "g", 1, 0) == command_id("wf", "T", 1, "g", 1, 0)
     ids = {
-        command_id("T", 1, "g", 1, 0),
-        command_id("T", 2, "g", 1, 0),
-        command_id("T", 1, "h", 1, 0),
-        command_id("T", 1, "g", 1, 1),
-        command_id("T", 1, "g", 2, 0),
+        command_id("wf", "T", 1, "g", 1, 0),
+        command_id("wf", "T", 2, "g", 1, 0),
+        command_id("wf", "T", 1, "h", 1, 0),
+        command_id("wf", "T", 1, "g", 1, 1),
+        command_id("wf", "T", 1, "g", 2, 0),
+        command_id("other-wf", "T", 1, "g", 1, 0),
     }
-    assert len(ids) == 5
+    assert len(ids) == 6
 
 
 def single_gate(ticket: Ticket, name: str) -> Ticket:
@@ -103,7 +104,9 @@ def test_new_revision_starts_clean(ticket: Ticket) -> None:
     judge(ticket, [result("json-failures")], memory, 0)
     newer = ticket.model_copy(update={"revision": ticket.revision + 1})
     again = judge(newer, [result("json-failures")], memory, MIN)
-    assert len(again) == 1 and again[0].command_id != command_id(ticket.ticket, ticket.revision, "json-failures", 1, 0)
+    assert len(again) == 1 and again[0].command_id != command_id(
+        ticket.workflow, ticket.ticket, ticket.revision, "json-failures", 1, 0
+    )
 
 
 def test_memory_round_trips_through_a_checkpoint(ticket: Ticket) -> None:
