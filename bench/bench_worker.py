@@ -184,7 +184,7 @@ def faust_ceiling_child(config: Path, expect_messages: int, web_port: int) -> No
         broker_session_timeout=4,
         broker_heartbeat_interval=1,
         broker_rebalance_timeout=4,
-        datadir=tempfile.mkdtemp(prefix="rollwatch-ceiling-"),
+        datadir=str(config.parent / "ceiling-data"),
         topic_disable_leader=True,
         stream_buffer_maxsize=16_384,
         consumer_max_fetch_size=8 * 1024 * 1024,
@@ -260,7 +260,11 @@ def bench_detection_latency(bootstrap: str, engine: str, workdir: Path) -> tuple
 
 
 async def run(args: argparse.Namespace) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="rollwatch-bench-"))
+    with tempfile.TemporaryDirectory(prefix="rollwatch-bench-") as tmp:
+        await run_in(args, Path(tmp))
+
+
+async def run_in(args: argparse.Namespace, workdir: Path) -> None:
     with EmbeddedBroker(port=free_port()) as broker:
         print(
             f"broker {broker.bootstrap_servers}; engine {args.engine}; {PARTITIONS} partitions, {WORKFLOWS} workflows"
