@@ -6,18 +6,15 @@ storage), so the test re-creates the rollwatch topics; the worker's own changelo
 is gone too, which a persistent Kafka would have kept. Asserted: the worker stays up
 and applies events published after the restart, on top of the state it held.
 
-Result on 2026-11-23: FAILS. The worker rejoins its group on the new broker, recovers and
-reports ready, but the events published after that are not applied within 25 s. The
-likely cause is the one fixed in the flag store and gateway (consumer positions beyond
-the new, shorter log, which Tansu does not answer with OFFSET_OUT_OF_RANGE); the fix
-belongs in ``rollwatch/agents/``, which this change did not touch. Skipped by default
-so that ``make test`` stays green; run it with ``ROLLWATCH_RUN_KNOWN_FAILURES=1``.
+Result on 2026-11-23: passes (3 runs of 3). It failed until the worker learned to forget
+offsets of a log that came back shorter and to reread a shortened releases log
+(``rollwatch/agents``); Tansu answers a fetch past the end with nothing rather than
+OFFSET_OUT_OF_RANGE, so a stale position would otherwise wait forever.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,14 +30,7 @@ from tests.agents.harness import WorkerProcess, call, produce, produce_events, w
 from tests.reliability.conftest import control_settings_for
 from tests.reliability.test_broker_restart import restart_on_same_port
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not os.environ.get("ROLLWATCH_RUN_KNOWN_FAILURES"),
-        reason="known failure (tests/reliability/README.md, row 2e): after the broker comes back empty the worker "
-        "rejoins and reports ready but does not apply new telemetry; set ROLLWATCH_RUN_KNOWN_FAILURES=1 to run it",
-    ),
-]
+pytestmark = pytest.mark.integration
 
 
 def errors(status: dict[str, Any] | None, workflow: str) -> int:
