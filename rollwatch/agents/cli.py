@@ -17,6 +17,7 @@ import asyncio
 import gc
 import importlib
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -139,6 +140,9 @@ def worker(
     if engine is None:
         raise EngineSpecError("no engine: pass --engine module:attribute")
     settings = load_settings(config)
+    if config is not None:
+        # The engine factory reads its own settings (the signing key): let it see the same file.
+        os.environ["ROLLWATCH_CONFIG"] = str(config)
     factory = load_engine_factory(engine)
     options = WorkerOptions(
         group=group,
