@@ -14,7 +14,7 @@ this prints, CI does not gate on it.
 
     .venv/bin/python bench/bench_worker.py [--events 1000000] [--singles 50000] [--engine module:attr]
 
-Detection latency: see :func:`bench_detection_latency` (a hook, waiting for the real engine).
+Detection latency through a real worker and the real engine: ``bench/bench_detection.py``.
 """
 
 from __future__ import annotations
@@ -246,19 +246,6 @@ def histogram_quantile(metrics_text: str, name: str, q: float) -> float | None:
     return None
 
 
-def bench_detection_latency(bootstrap: str, engine: str, workdir: Path) -> tuple[float, float] | None:
-    """HOOK (pending the real engine): detection latency p50/p99 in seconds.
-
-    Plan: publish a ticket, stream healthy traffic, then a regression whose breaching
-    event time is known; the worker observes ``rollwatch_detection_latency_seconds``
-    (emission wall clock minus ``Emission.breach_ts_ms``) for every command it sends.
-    Scrape ``WorkerProcess.metrics()`` and return
-    ``histogram_quantile(text, "rollwatch_detection_latency_seconds", 0.5 / 0.99)``.
-    Needs a realistic regression generator and gate configuration from the real engine.
-    """
-    return None
-
-
 async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="rollwatch-bench-") as tmp:
         await run_in(args, Path(tmp))
@@ -293,22 +280,16 @@ async def run_in(args: argparse.Namespace, workdir: Path) -> None:
                     print(
                         f"  bare faust agent      : {ceiling:>12,.0f} events/s  (worker/bare {run_.rate / ceiling:.2f})"
                     )
-        latency = bench_detection_latency(broker.bootstrap_servers, args.engine, workdir)
-        print(
-            "\ndetection latency p50/p99: "
-            + (
-                f"{latency[0]:.2f}s / {latency[1]:.2f}s"
-                if latency
-                else "pending the real engine (bench_detection_latency)"
-            )
-        )
+        print("\ndetection latency (breaching event to command): python bench/bench_detection.py")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the batched scenario")
     parser.add_argument("--singles", type=int, default=50_000, help="events (= messages) in the single scenario")
-    parser.add_argument("--engine", default="tests.agents.fake_engine:factory", help="module:attribute of the factory")
+    parser.add_argument(
+        "--engine", default="rollwatch.gates.engine:EngineFactoryImpl", help="module:attribute of the factory"
+    )
     parser.add_argument("--faust-ceiling", nargs=3, metavar=("CONFIG", "MESSAGES", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.faust_ceiling:
