@@ -93,12 +93,14 @@ async def send_traffic(
     ``None`` sends as fast as possible. ``traffic.start_ms`` is replaced by now (paced)
     or by now minus the duration (backfill).
     """
-    now_ms = int(time.time() * 1000)
-    start_ms = now_ms if pace is not None else now_ms - traffic.duration_ms
-    traffic = replace(traffic, start_ms=start_ms)
     await ensure_topics(settings)
     producer = make_producer(settings, linger_ms=20)
     await producer.start()
+    # Stamp event time only once the producer is up: stamping before the (slow) start-up
+    # would date every event earlier than it is sent and inflate measured latencies.
+    now_ms = int(time.time() * 1000)
+    start_ms = now_ms if pace is not None else now_ms - traffic.duration_ms
+    traffic = replace(traffic, start_ms=start_ms)
     events = messages = 0
     first: int | None = None
     last: int | None = None
