@@ -15,7 +15,6 @@ on different topics may arrive in either order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -32,7 +31,14 @@ from rollwatch.flagstore.audit import AuditLog, AuditRecord, Outcome
 from rollwatch.flagstore.errors import StateFormatError
 from rollwatch.flagstore.redis_sink import RedisFlags
 from rollwatch.flagstore.state import FlagBook, FlagMap, WorkflowFlags, decode_state
-from rollwatch.flagstore.topics import ResetWatch, make_consumer, partitions_of, read_to_end, send_retrying
+from rollwatch.flagstore.topics import (
+    ResetWatch,
+    close_clients,
+    make_consumer,
+    partitions_of,
+    read_to_end,
+    send_retrying,
+)
 from rollwatch.flagstore.verify import CommandChecker, Refusal, TicketBook
 from rollwatch.kafka import make_producer
 from rollwatch.settings import Settings
@@ -194,17 +200,9 @@ class FlagStore:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        task, consumer, producer = self._task, self._consumer, self._producer
+        self._task = self._consumer = self._producer = None
+        await close_clients(task, consumer, producer)
 
     async def _run(self) -> None:
         assert self._consumer is not None

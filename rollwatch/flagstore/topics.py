@@ -8,6 +8,7 @@ a process that must see every partition of a small control topic anyway.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ from rollwatch.flagstore.errors import FlagStoreError
 from rollwatch.kafka import client_options
 from rollwatch.settings import Settings
 
-__all__ = ["ResetWatch", "make_consumer", "partitions_of", "read_to_end", "send_retrying"]
+__all__ = ["ResetWatch", "close_clients", "make_consumer", "partitions_of", "read_to_end", "send_retrying"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,24 @@ def make_consumer(settings: Settings, **extra: Any) -> AIOKafkaConsumer:
         "auto_offset_reset": "earliest",
     }
     return AIOKafkaConsumer(**(options | extra))
+
+
+async def close_clients(
+    task: asyncio.Task[None] | None, consumer: AIOKafkaConsumer | None, producer: AIOKafkaProducer | None
+) -> None:
+    """Stop a consume loop and its clients in the one safe order: loop, consumer, producer.
+
+    The loop may be mid-send, so it goes first; the producer goes last so acks the loop
+    already queued are flushed.
+    """
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if consumer is not None:
+        await consumer.stop()
+    if producer is not None:
+        await producer.stop()
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:

@@ -33,7 +33,7 @@ from rollwatch.commands import ControlAck, decode_command, encode_ack
 from rollwatch.errors import ContractError
 from rollwatch.flagstore.errors import StateFormatError
 from rollwatch.flagstore.state import decode_state
-from rollwatch.flagstore.topics import ResetWatch, make_consumer, partitions_of, read_to_end
+from rollwatch.flagstore.topics import ResetWatch, close_clients, make_consumer, partitions_of, read_to_end
 from rollwatch.flagstore.verify import CommandChecker, Refusal
 from rollwatch.gateway.cache import FlagCache
 from rollwatch.kafka import make_producer
@@ -120,17 +120,9 @@ class ControlSubscriber:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        task, consumer, producer = self._task, self._consumer, self._producer
+        self._task = self._consumer = self._producer = None
+        await close_clients(task, consumer, producer)
 
     async def __aenter__(self) -> ControlSubscriber:
         await self.start()
