@@ -11,8 +11,20 @@ that segment's events. A ``by_segment`` gate reads one such state per segment se
 breaches per segment, so "disable the workflow for affected segments" names them.
 This keeps the per-route windows segment-agnostic.
 
+Judging on event time. The worker judges after every batch and on a wall-clock timer,
+which is enough while it keeps up. A worker that starts behind reads minutes of
+telemetry in one batch, and judging only once at its end would skip every decision in
+between: a breach that had recovered by then would never be acted on, although the
+live worker (and ``rollwatch replay``) would have acted on it. An engine built with
+``judge_every_ms`` (the worker's factories) therefore also judges on the event-time
+grid that replay uses (every ``JUDGE_EVERY_MS`` from the first event, with exactly the
+events before each grid point folded in) while it applies events, and hands what those
+judgments emitted to the next :meth:`Engine.evaluate`. Commands are issued on the wall
+clock whatever the event time of their decision: a command's lifetime starts when it is
+sent, or a worker catching up on an old backlog would emit commands already expired.
+
 Checkpoint format: a 4-byte length, an orjson header (ticket bytes, judge memory,
-release start), then the length-prefixed :meth:`WorkflowState.to_bytes` of the
+release start, next event-time judgment), then the length-prefixed :meth:`WorkflowState.to_bytes` of the
 workflow and of each segment. There is no pickle anywhere.
 """
 
@@ -20,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import struct
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -34,6 +47,7 @@ from rollwatch.commands import (
     Reason,
     RollbackCommand,
     TicketRef,
+    rfc3339,
 )
 from rollwatch.events import Event
 from rollwatch.gates.errors import EngineStateError
@@ -51,6 +65,8 @@ from rollwatch.tickets.model import Ticket
 
 __all__ = [
     "COMMAND_TTL_MS",
+    "JUDGE_EVERY_MS",
+    "MAX_GRID_JUDGMENTS",
     "MAX_SEGMENTS",
     "Engine",
     "EngineFactoryImpl",
@@ -66,6 +82,18 @@ MAX_SEGMENTS: Final = 8
 
 COMMAND_TTL_MS: Final = 60 * 60_000
 """A command older than this is refused by consumers; a fresh decision supersedes it."""
+JUDGE_EVERY_MS: Final = 60_000
+"""The event-time judging grid: ``rollwatch replay``'s default ``every_ms``, and the worker's."""
+
+MAX_GRID_JUDGMENTS: Final = 24 * 60
+"""Most grid points judged for one gap in event time (a day at ``JUDGE_EVERY_MS``).
+
+An event stamped years after the previous one must not cost millions of judgments:
+beyond this the grid jumps to the newest point before the event and judges there once.
+"""
+
+BEHIND_NOTE_MS: Final = 60_000
+"""A command decided on telemetry this much older than its issue time says so in its detail."""
 _FORMAT: Final = 1
 
 
@@ -93,9 +121,23 @@ def streams_config_for(ticket: Ticket | None, base: StreamsConfig | None = None)
 class Engine:
     """Events in, commands out, for one workflow."""
 
-    def __init__(self, workflow: str, *, config: StreamsConfig | None = None, signer: Signer | None = None) -> None:
+    def __init__(
+        self,
+        workflow: str,
+        *,
+        config: StreamsConfig | None = None,
+        signer: Signer | None = None,
+        judge_every_ms: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._workflow = workflow
         self._signer = signer
+        self._judge_every_ms = judge_every_ms
+        self._clock = clock
+        self.next_judge_ms: int | None = None
+        """The next event-time grid point (only with ``judge_every_ms``)."""
+        self._queued: list[Emission] = []
+        self._queued_decisions: list[Decision] = []
         self._base_config = config or StreamsConfig()
         self.ticket: Ticket | None = None
         self._ticket_raw = b""
@@ -142,6 +184,36 @@ class Engine:
     # -- events ------------------------------------------------------------------------------
 
     def apply(self, events: Sequence[Event]) -> ApplyStats:
+        """Fold events in; with ``judge_every_ms``, judge at each event-time grid point they cross."""
+        every = self._judge_every_ms
+        if every is None or not events:
+            return self._fold(events)
+        applied = late = duplicates = 0
+        start = 0
+        for i, event in enumerate(events):
+            if self.next_judge_ms is None:
+                self.next_judge_ms = event.ts_ms + every
+            elif event.ts_ms >= self.next_judge_ms:
+                # Judge with exactly the events before the grid point folded in, as replay does.
+                stats = self._fold(events[start:i])
+                applied, late, duplicates = applied + stats.applied, late + stats.late, duplicates + stats.duplicates
+                start = i
+                gap = (event.ts_ms - self.next_judge_ms) // every
+                if gap >= MAX_GRID_JUDGMENTS:
+                    self.next_judge_ms += gap * every
+                while event.ts_ms >= self.next_judge_ms:
+                    self._judge_on_event_time(self.next_judge_ms)
+                    self.next_judge_ms += every
+        stats = self._fold(events[start:])
+        return ApplyStats(applied + stats.applied, late + stats.late, duplicates + stats.duplicates)
+
+    def _judge_on_event_time(self, at_ms: int) -> None:
+        self._queued.extend(self._evaluate(at_ms))
+        self._queued_decisions.extend(self.last_decisions)
+
+    def _fold(self, events: Sequence[Event]) -> ApplyStats:
+        if not events:
+            return ApplyStats(0, 0, 0)
         result = self.state.apply_many(events)
         if self.state.arm_route("shadow") is not None:
             # Only workflows running a shadow pay for pairing.
@@ -164,7 +236,19 @@ class Engine:
     # -- judging -----------------------------------------------------------------------------
 
     def evaluate(self, now_ms: int) -> list[Emission]:
-        """Judge every gate at ``now_ms`` and turn rollbacks and promotions into commands."""
+        """Judge every gate at ``now_ms`` and turn rollbacks and promotions into commands.
+
+        Commands decided on the event-time grid since the last call come first, and their
+        decisions lead ``last_decisions``.
+        """
+        queued, self._queued = self._queued, []
+        decided, self._queued_decisions = self._queued_decisions, []
+        emissions = self._evaluate(now_ms)
+        if decided:
+            self.last_decisions = decided + self.last_decisions
+        return queued + emissions
+
+    def _evaluate(self, now_ms: int) -> list[Emission]:
         ticket = self.ticket
         if ticket is None:
             return []
@@ -196,7 +280,13 @@ class Engine:
         ticket = self.ticket
         assert ticket is not None
         result = decision.result
-        issued = datetime.fromtimestamp(decision.at_ms / 1000, UTC)
+        # Issued now, not at the decision's event time: the TTL counts from when it is sent.
+        issued = datetime.fromtimestamp(self._clock(), UTC)
+        decided = datetime.fromtimestamp(decision.at_ms / 1000, UTC)
+        detail = result.detail or decision.note or ""
+        if issued - decided >= timedelta(milliseconds=BEHIND_NOTE_MS):
+            behind = f"decided on telemetry up to {rfc3339(decided)}, {int((issued - decided).total_seconds())}s before"
+            detail = f"{detail}; {behind}" if detail else behind
         message = customer_message(ticket, decision.action) if decision.kind == "rollback" else None  # type: ignore[arg-type]
         return RollbackCommand(
             command_id=decision.command_id,
@@ -213,7 +303,7 @@ class Engine:
                 control=result.control,
                 window=result.window,
                 samples=dict(result.samples),
-                detail=result.detail or decision.note or None,
+                detail=detail or None,
             ),
             evidence=Evidence(
                 trace_ids=[e.trace_id for e in result.evidence if e.trace_id][:100],
@@ -315,6 +405,7 @@ class Engine:
                 "ticket": base64.b64encode(self._ticket_raw).decode() if self.ticket is not None else None,
                 "memory": self.memory.to_dict(),
                 "release_start_ms": self.release_start_ms,
+                "next_judge_ms": self.next_judge_ms,
                 "segments": sorted(self.segments),
                 "shadow": self.shadow.to_dict(),
             }
@@ -323,7 +414,14 @@ class Engine:
         return b"".join(struct.pack(">I", len(p)) + p for p in parts)
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, config: StreamsConfig | None = None, signer: Signer | None = None) -> Engine:
+    def from_bytes(
+        cls,
+        data: bytes,
+        *,
+        config: StreamsConfig | None = None,
+        signer: Signer | None = None,
+        judge_every_ms: int | None = None,
+    ) -> Engine:
         try:
             parts: list[bytes] = []
             offset = 0
@@ -334,7 +432,7 @@ class Engine:
             header = orjson.loads(parts[0])
             if header.get("format") != _FORMAT:
                 raise EngineStateError(f"engine checkpoint format {header.get('format')!r} is not {_FORMAT}")
-            engine = cls(header["workflow"], config=config, signer=signer)
+            engine = cls(header["workflow"], config=config, signer=signer, judge_every_ms=judge_every_ms)
             if header["ticket"] is not None:
                 raw = base64.b64decode(header["ticket"])
                 engine.install(load_ticket_bytes(raw, f"checkpoint/{header['workflow']}"), raw)
@@ -347,6 +445,7 @@ class Engine:
                     segment_state.set_arms(control=engine.ticket.control.route, candidate=engine.ticket.candidate.route)
             engine.memory = JudgeMemory.from_dict(header["memory"])
             engine.release_start_ms = header["release_start_ms"]
+            engine.next_judge_ms = header.get("next_judge_ms")  # absent from older checkpoints
             engine.shadow = ShadowComparison.from_dict(header["shadow"])
             return engine
         except EngineStateError:
@@ -356,17 +455,23 @@ class Engine:
 
 
 class EngineFactoryImpl:
-    """Builds and restores engines; the worker and replay share it."""
+    """Builds and restores the worker's engines: they also judge on the event-time grid."""
 
-    def __init__(self, config: StreamsConfig | None = None, signer: Signer | None = None) -> None:
+    def __init__(
+        self,
+        config: StreamsConfig | None = None,
+        signer: Signer | None = None,
+        judge_every_ms: int | None = JUDGE_EVERY_MS,
+    ) -> None:
         self.config = config
         self.signer = signer
+        self.judge_every_ms = judge_every_ms
 
     def new(self, workflow: str) -> Engine:
-        return Engine(workflow, config=self.config, signer=self.signer)
+        return Engine(workflow, config=self.config, signer=self.signer, judge_every_ms=self.judge_every_ms)
 
     def restore(self, data: bytes) -> Engine:
-        return Engine.from_bytes(data, config=self.config, signer=self.signer)
+        return Engine.from_bytes(data, config=self.config, signer=self.signer, judge_every_ms=self.judge_every_ms)
 
 
 def production_factory() -> EngineFactoryImpl:
