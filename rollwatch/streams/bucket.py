@@ -8,6 +8,7 @@ route cost a few bytes each.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import ceil, log2
 from typing import Final
 
 from rollwatch.streams.codec import Reader, Writer
@@ -85,6 +86,8 @@ class Bucket:
         cost_nano: int,
         quality: float | None,
     ) -> None:
+        """Count one call. The sketch's :meth:`QuantileSketch.add` is inlined for an open
+        (dict) sketch: this runs for every call event, and the call costs as much as the add."""
         self.calls += 1
         if status != "ok":
             self.errors += 1
@@ -105,7 +108,26 @@ class Bucket:
         if quality is not None:
             self.quality_n += 1
             self.quality_sum += quality
-        self.latency.add(latency_ms)
+        sketch = self.latency
+        bins = sketch._bins
+        mapping = sketch.mapping
+        if bins is None or latency_ms <= mapping.min_value:
+            sketch.add(latency_ms)  # frozen (a reopened closed bucket) or a zero latency
+        else:
+            sketch._count += 1
+            key = ceil(log2(latency_ms) * mapping.multiplier)
+            bins[key] = bins.get(key, 0) + 1
+
+    def add_flags(self, status: str, safety_blocked: bool, schema_failed: bool) -> None:
+        """The rare part of :meth:`add_call` (``RouteState.apply`` writes out the rest)."""
+        if status != "ok":
+            self.errors += 1
+            if status == "timeout":
+                self.timeouts += 1
+        if safety_blocked:
+            self.safety_blocked += 1
+        if schema_failed:
+            self.schema_failed += 1
 
     def add_review(self, rejected: bool) -> None:
         self.reviews += 1

@@ -6,7 +6,10 @@ packed arrays take 1-2 bytes per number against 4-12 in JSON text, and floats mu
 round-trip bit-exactly (JSON would too, but at 17+ characters each). Never pickle:
 state bytes cross process and version boundaries and must be safe to load.
 
-A frame is ``b"RW" | kind | version | flags | payload | crc32``. The CRC covers
+A frame is ``b"RW" | kind | version | flags | payload | crc32``. The version is per
+kind (:data:`KIND_VERSIONS`): when one kind's layout changes, its version goes up and its
+reader learns the old layout too (:attr:`Reader.version` tells it which it has), so old
+checkpoints of every other kind stay readable untouched. The CRC covers
 everything before it, so a flipped bit is caught here, before any field reaches a
 decoder that could be fooled (river's ADWIN, for one, panics on bad bytes). ``flags``
 bit 0 says the payload is zlib-compressed; decompression is capped so crafted bytes
@@ -34,6 +37,7 @@ __all__ = [
     "KIND_SKETCH",
     "KIND_TASK_COST",
     "KIND_TIME_WINDOWS",
+    "KIND_VERSIONS",
     "KIND_WORKFLOW",
     "Reader",
     "Writer",
@@ -52,6 +56,12 @@ KIND_DRIFT: Final = 6
 KIND_ROUTE: Final = 7
 KIND_WORKFLOW: Final = 8
 KIND_DEDUP: Final = 9
+KIND_VERSIONS: Final = {KIND_DEDUP: 2, KIND_WORKFLOW: 2}
+"""Kinds past ``FORMAT_VERSION``; each reads every version from 1 up to its own.
+
+2: the dedup ring (alone or inside a workflow) keeps xxHash3 keys instead of BLAKE2b
+digests (see ``dedup``).
+"""
 _KIND_NAMES: Final = {
     KIND_COUNT_WINDOW: "count window",
     KIND_SKETCH: "quantile sketch",
@@ -190,12 +200,14 @@ def _swapped(arr: array[int]) -> bytes:  # pragma: no cover - big-endian hosts o
 class Reader:
     """Reads fields written by :class:`Writer`; any inconsistency raises :class:`CorruptState`."""
 
-    __slots__ = ("_data", "_pos", "_what")
+    __slots__ = ("_data", "_pos", "_what", "version")
 
-    def __init__(self, data: bytes | memoryview, what: str = "state") -> None:
+    def __init__(self, data: bytes | memoryview, what: str = "state", version: int = FORMAT_VERSION) -> None:
         self._data = bytes(data)
         self._pos = 0
         self._what = what
+        self.version = version
+        """The frame's format version, for readers of kinds whose layout changed."""
 
     def fail(self, problem: str) -> CorruptState:
         return CorruptState(f"{self._what}: {problem} (at byte {self._pos})")
@@ -326,7 +338,7 @@ def frame(kind: int, payload: bytes | bytearray, *, compress: bool = False) -> b
         if len(packed) < len(body):
             body = packed
             flags |= _FLAG_ZLIB
-    head = MAGIC + bytes((kind, FORMAT_VERSION, flags))
+    head = MAGIC + bytes((kind, KIND_VERSIONS.get(kind, FORMAT_VERSION), flags))
     crc = zlib.crc32(body, zlib.crc32(head))
     return head + body + crc.to_bytes(4, "little")
 
@@ -342,10 +354,10 @@ def unframe(data: bytes | bytearray | memoryview, kind: int) -> Reader:
     if data[:2] != MAGIC:
         raise CorruptState(f"{want}: not rollwatch state bytes (bad magic {data[:2]!r})")
     got_kind, version, flags = data[2], data[3], data[4]
-    if version != FORMAT_VERSION:
-        raise UnsupportedVersion(
-            f"{want}: written in format version {version}, this code reads version {FORMAT_VERSION}"
-        )
+    newest = KIND_VERSIONS.get(got_kind, FORMAT_VERSION)  # the kind check comes after the CRC
+    if not FORMAT_VERSION <= version <= newest:
+        readable = f"version {newest}" if newest == FORMAT_VERSION else f"versions {FORMAT_VERSION}-{newest}"
+        raise UnsupportedVersion(f"{want}: written in format version {version}, this code reads {readable}")
     if zlib.crc32(data[:-4]) != int.from_bytes(data[-4:], "little"):
         raise CorruptState(f"{want}: checksum mismatch (bytes altered or truncated)")
     if got_kind != kind:
@@ -362,4 +374,4 @@ def unframe(data: bytes | bytearray | memoryview, kind: int) -> Reader:
             raise CorruptState(f"{want}: bad compressed payload ({exc})") from None
         if inflater.unconsumed_tail or not inflater.eof:
             raise CorruptState(f"{want}: compressed payload truncated or too large")
-    return Reader(body, want)
+    return Reader(body, want, version)

@@ -23,14 +23,22 @@ class CountWindow:
 
     ``n`` is how many observations the window holds (``size`` once full), ``count``
     how many of them are set, and ``rate`` their ratio (``None`` while empty).
+
+    Hot-path owners (``RouteState.apply``, ``TaskCostWindow.update``) inline the
+    common case, a clear flag landing on a clear slot that is not the last one:
+    ``if not (flag or bits[pos >> 3] >> (pos & 7) & 1 or pos == last): _pos = pos + 1``,
+    and call :meth:`update` otherwise. That saves a Python call per observation, four
+    per call event. Keep :meth:`update` and that test in step.
     """
 
-    __slots__ = ("_bits", "_count", "_pos", "_wrapped", "size")
+    __slots__ = ("_bits", "_count", "_last", "_pos", "_wrapped", "size")
 
     def __init__(self, size: int) -> None:
         if type(size) is not int or not 1 <= size <= _MAX_SIZE:
             raise ValueError(f"count window size must be an int in [1, {_MAX_SIZE}], got {size!r}")
         self.size = size
+        self._last = size - 1
+        """The slot after which the ring wraps (the fast path leaves that step to update)."""
         self._bits = bytearray((size + 7) >> 3)
         self._pos = 0
         self._wrapped = False
