@@ -228,11 +228,16 @@ async def faust_ceiling(settings: Settings, expect_messages: int, workdir: Path)
     return float(match.group(1)) if match else None
 
 
-def histogram_quantile(metrics_text: str, name: str, q: float) -> float | None:
-    """The ``q`` quantile of a Prometheus histogram in a /metrics page (linear within buckets)."""
+def histogram_quantile(metrics_text: str, name: str, q: float, labels: str = "") -> float | None:
+    """The ``q`` quantile of a Prometheus histogram in a /metrics page (linear within buckets).
+
+    ``labels`` selects one series of a labelled histogram, written as it appears after
+    ``le`` (``stage="fold"``).
+    """
+    rest = f",{labels}" if labels else ""
     buckets = sorted(
         (math.inf if le == "+Inf" else float(le), float(count))
-        for le, count in re.findall(rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', metrics_text, re.M)
+        for le, count in re.findall(rf'^{name}_bucket{{le="([^"]+)"{re.escape(rest)}}} (\S+)$', metrics_text, re.M)
     )
     if not buckets or buckets[-1][1] == 0:
         return None

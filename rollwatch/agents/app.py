@@ -6,38 +6,8 @@ persists state.
 
 Commit order
 ============
-For every telemetry batch the worker relies on this order, and enforces it itself rather
-than trusting faust's flush (``ProducerBuffer.flush`` gives up after 0.1 s without
-progress, so ``consumer.commit()`` can run with records still buffered):
-
-1. **outputs sent** - dead letters and rollback commands are produced, and the commands
-   are *awaited* (broker ack, ``acks=all``) before anything else: engine state records
-   that a command was issued, so state must never be durable without the command;
-2. **changelog written** - one state-table record per workflow the batch touched
-   (``engine.to_bytes()`` plus the per-partition offsets it holds), sent straight to the
-   aiokafka producer with an explicit partition and awaited together with the dead
-   letters (the last record of each changelog partition alone, see
-   :meth:`Pipeline._write_checkpoints`);
-3. **producer flushed** - implied by 1 and 2: every future is resolved before step 4;
-4. **offsets committed** - the batch is consumed with ``stream.noack_take`` and each
-   event is acked only after 1-3 succeeded. faust commits acked offsets only (its
-   committer, ``Consumer._commit_offsets``, also flushes the producer first). If the
-   task is cancelled or anything fails mid-batch, nothing is acked; a delivery failure
-   stops the process (:func:`fail_stop`) so faust's shutdown cannot commit past it.
-
-A crash between 2 and 4 leaves state ahead of the committed offsets. The redelivered
-messages are skipped per workflow using the offsets stored in the checkpoint (see
-:mod:`rollwatch.agents.checkpoint`), so a count never goes up twice, and a command is
-re-evaluated from identical state, so the engine's deterministic ``command_id`` is the
-same: downstream may see the same id again after a crash, never a new one. Within one
-process a command id is published at most once (a bounded set).
-
-The judge timer (every ``judge_interval`` seconds, wall clock) evaluates every workflow
-so that time-based gates fire when traffic stops; it follows the same order (command
-delivered, then a checkpoint of the workflows that emitted). One asyncio lock serialises
-batches, timer ticks, ticket installs and rebalance callbacks, so two snapshots of one
-engine can never reach the changelog out of order and no write can follow the loss of
-a partition.
+Outputs first, then the changelog, then offsets: see :mod:`rollwatch.agents.pipeline`,
+which owns the order (and why a checkpoint covers several batches).
 
 State and rebalances
 ====================
@@ -69,89 +39,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
-import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import faust
 import orjson
 from faust.types import TP
 
 from rollwatch.agents.metrics import CONTENT_TYPE, Metrics
+from rollwatch.agents.options import DEFAULT_GROUP, WorkerOptions
+from rollwatch.agents.pipeline import EXIT_FAIL_STOP, Pipeline, fail_stop, wall_ms
 from rollwatch.agents.ports import EngineFactory
-from rollwatch.agents.records import Outgoing, SourceRecord
 from rollwatch.agents.runtime import Runtime, Topics
 from rollwatch.agents.tickets import TicketFeed
 from rollwatch.settings import Settings
 
 __all__ = [
     "DEFAULT_GROUP",
+    "EXIT_FAIL_STOP",
     "Pipeline",
     "WorkerApp",
     "WorkerOptions",
     "build_app",
     "fail_stop",
     "rewind_uncommitted",
+    "shorten_fetch_wait",
     "wall_ms",
 ]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_GROUP: Final = "rollwatch-worker"
-EXIT_FAIL_STOP: Final = 70
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def fail_stop(reason: str, exc: BaseException | None = None) -> None:
-    """Exit at once, committing nothing more: at-least-once survives a crash, not a bad commit."""
-    log.critical("fail-stop: %s", reason, exc_info=exc)
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    sys.stderr.flush()
-    os._exit(EXIT_FAIL_STOP)
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerOptions:
-    """How one worker process runs; the broker and topics come from :class:`Settings`."""
-
-    group: str = DEFAULT_GROUP
-    """Consumer group and faust app id: workers with the same group split the partitions."""
-    name: str | None = None
-    """This worker's name in logs, /status and the Kafka client id (default: host-pid)."""
-    web_port: int | None = None
-    """HTTP port for /metrics and /status (default: ``settings.web_port``)."""
-    web_bind: str = "0.0.0.0"
-    data_dir: Path | None = None
-    """faust's data directory (memory store, but faust still creates it); default: a temp dir."""
-    partitions: int | None = None
-    """Telemetry partitions (default: ``settings.telemetry_partitions``); the changelog gets as many."""
-    batch_max: int = 1000
-    """Most messages per batch; bounds the raw bytes a batch holds (each message may carry 50 000 events)."""
-    batch_within: float = 0.2
-    """Seconds to wait for a batch to fill; each batch costs one checkpoint per workflow it touched."""
-    judge_interval: float = 1.0
-    commit_interval: float = 1.0
-    session_timeout: float = 10.0
-    heartbeat_interval: float = 2.0
-    rebalance_timeout: float = 15.0
-    standby_replicas: int = 1
-    tickets_wait: float = 15.0
-    """How long the first batch waits for the releases backlog before going on without it."""
-    max_command_ids: int = 100_000
-
-    @property
-    def worker_name(self) -> str:
-        return self.name or f"{socket.gethostname()}-{os.getpid()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,111 +129,22 @@ def _faust_config(settings: Settings, options: WorkerOptions, partitions: int) -
     return config
 
 
-class Pipeline:
-    """The ordered I/O around :class:`Runtime`: what gets produced, awaited and acked when."""
+def shorten_fetch_wait(consumer: Any, seconds: float) -> bool:
+    """Make the worker's fetches return after ``seconds`` at most when there is nothing to read.
 
-    def __init__(self, app: Any, runtime: Runtime, feed: TicketFeed, options: WorkerOptions) -> None:
-        self.app = app
-        self.runtime = runtime
-        self.feed = feed
-        self.options = options
-        self.lock = asyncio.Lock()
-
-    async def _send(self, out: Outgoing) -> Any:
-        """Hand a record to aiokafka (not faust's send_soon buffer); the future resolves on broker ack."""
-        return await self.app.producer.send(out.topic, out.key, out.value, out.partition, None, None)
-
-    async def _deliver(self, outgoing: Sequence[Outgoing], pending: Sequence[Any] = ()) -> None:
-        futures = [*pending]
-        for out in outgoing:
-            futures.append(await self._send(out))
-        if futures:
-            await asyncio.gather(*futures)
-
-    async def _write_checkpoints(self, records: Sequence[Outgoing], pending: Sequence[Any] = ()) -> None:
-        """Deliver changelog records so that the last one of each partition is a batch of its own.
-
-        Tansu answers ListOffsets(latest) with the base offset of the partition's last record
-        *batch* plus one, not the offset after its last record; faust's table recovery reads up
-        to that "highwater" and silently drops the rest of a multi-record batch. Writing each
-        partition's final record alone (after the others are acked) makes the reported end true.
-        """
-        last = {out.partition: i for i, out in enumerate(records)}
-        tails = set(last.values())
-        head = [out for i, out in enumerate(records) if i not in tails]
-        if head:
-            await self._deliver(head, pending)
-            pending = ()
-        await self._deliver([records[i] for i in sorted(tails)], pending)
-
-    async def wait_for_tickets(self) -> None:
-        try:
-            await asyncio.wait_for(self.feed.ready.wait(), self.options.tickets_wait)
-        except TimeoutError:
-            log.warning("releases not caught up after %.0fs; processing telemetry anyway", self.options.tickets_wait)
-
-    async def consume(self, stream: Any, events: Sequence[Any]) -> None:
-        """Process one batch, then ack its events; nothing is acked unless everything was delivered."""
-        try:
-            await self.process(events)
-        except asyncio.CancelledError:
-            raise  # not acked: the batch is redelivered
-        except BaseException as exc:
-            fail_stop(f"batch of {len(events)} messages could not be processed and delivered", exc)
-        for event in events:
-            await stream.ack(event)
-
-    async def process(self, events: Sequence[Any]) -> None:
-        """One batch, in commit order (module docstring): outputs, changelog, then the caller acks."""
-        records = [
-            SourceRecord(m.topic, m.partition, m.offset, m.key, m.value) for m in (event.message for event in events)
-        ]
-        runtime = self.runtime
-        async with self.lock:
-            fold = runtime.fold(records)
-            pending = [await self._send(out) for out in fold.deadletters]
-            judgement = runtime.judge(fold.touched, wall_ms())
-            if judgement.commands:
-                await self._deliver(judgement.commands)
-            await self._write_checkpoints(runtime.checkpoint(fold.touched), pending)
-
-    async def tick(self) -> None:
-        """Judge every workflow on wall-clock time, so time-based gates fire without traffic."""
-        async with self.lock:
-            if not self.runtime.recovered or self.app.rebalancing:
-                return
-            judgement = self.runtime.judge(list(self.runtime.slots.values()), wall_ms())
-            self.runtime.totals["ticks"] += 1
-            if judgement.commands:
-                await self._deliver(judgement.commands)
-                await self._write_checkpoints(self.runtime.checkpoint(judgement.emitted))
-
-    async def on_ticket(self, record: SourceRecord) -> None:
-        async with self.lock:
-            deadletters = self.runtime.on_ticket(record)
-        if deadletters:
-            try:
-                await self._deliver(deadletters)
-            except Exception:  # the ticket's own offset is not committed anywhere: nothing to protect
-                log.exception("cannot dead-letter a bad ticket from %s@%d", record.topic, record.offset)
-
-    async def on_revoked(self) -> None:
-        async with self.lock:  # waits out a timer tick in flight, so no write follows the loss of a partition
-            self.runtime.recovered = False
-
-    async def on_offsets_lost(self, partitions: set[int]) -> None:
-        async with self.lock:
-            self.runtime.on_offsets_lost(partitions)
-
-    async def on_assigned(self, partitions: set[int]) -> None:
-        async with self.lock:
-            self.runtime.on_assigned(partitions)
-
-    async def on_recovered(self, partitions: set[int], checkpoints: list[tuple[bytes, bytes]]) -> None:
-        async with self.lock:
-            if frozenset(partitions) != self.runtime.assigned:
-                self.runtime.on_assigned(partitions)
-            self.runtime.on_recovered(checkpoints)
+    faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500`` and no setting to
+    change it. Kafka answers a waiting fetch as soon as data arrives; Tansu does not, so a
+    message produced into an idle partition waited for the fetch in flight to expire. The
+    aiokafka fetcher reads the value for every request it builds, so setting it on the
+    running fetcher is enough. An idle worker then sends ``1 / seconds`` fetches a second.
+    Returns whether the fetcher was found (faust internals: ``Consumer._thread._consumer``).
+    """
+    fetcher = getattr(getattr(getattr(consumer, "_thread", None), "_consumer", None), "_fetcher", None)
+    if fetcher is None or not hasattr(fetcher, "_fetch_max_wait_ms"):
+        log.warning("cannot shorten the fetch wait: faust's consumer has no aiokafka fetcher where expected")
+        return False
+    fetcher._fetch_max_wait_ms = max(1, int(seconds * 1000))
+    return True
 
 
 def rewind_uncommitted(consumer: Any, topic: str, on_rewind: Callable[[set[int]], Awaitable[None]]) -> None:
@@ -429,6 +259,7 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
 
     async def on_assigned(sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         rewind_uncommitted(app.consumer, topics.telemetry, pipeline.on_offsets_lost)
+        shorten_fetch_wait(app.consumer, options.fetch_max_wait)
         await pipeline.on_assigned(owned(args[0] if args else kwargs.get("assigned", ())))
 
     app.on_partitions_revoked.connect(on_revoked)

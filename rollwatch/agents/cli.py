@@ -134,7 +134,11 @@ def worker(
     commit_interval: Annotated[float, typer.Option(help="Offset commit interval, seconds.")] = 1.0,
     judge_interval: Annotated[float, typer.Option(help="Wall-clock judge timer, seconds.")] = 1.0,
     batch_max: Annotated[int, typer.Option(help="Most messages per batch.")] = 1000,
-    batch_within: Annotated[float, typer.Option(help="Seconds to wait for a batch to fill.")] = 0.2,
+    batch_within: Annotated[float, typer.Option(help="Seconds to wait for a batch to fill.")] = 0.05,
+    checkpoint_interval: Annotated[
+        float, typer.Option(help="Most seconds between state checkpoints (0: after every batch).")
+    ] = 0.5,
+    fetch_max_wait: Annotated[float, typer.Option(help="Longest a broker fetch waits for data, seconds.")] = 0.05,
 ) -> None:
     """Run the streaming worker: telemetry in, rollback commands out, state in a changelog."""
     if engine is None:
@@ -156,6 +160,8 @@ def worker(
         judge_interval=judge_interval,
         batch_max=batch_max,
         batch_within=batch_within,
+        fetch_max_wait=fetch_max_wait,
+        checkpoint_interval=checkpoint_interval,
     )
     run_worker(settings, factory, options, loglevel=log_level)
 

@@ -23,12 +23,19 @@ from prometheus_client.registry import Collector
 
 from rollwatch.agents.ports import GateReading
 
-__all__ = ["CONTENT_TYPE", "OTHER", "GateSnapshot", "LabelCap", "Metrics"]
+__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "OTHER", "STAGES", "GateSnapshot", "LabelCap", "Metrics"]
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4"
 OTHER: Final = "_other"
 _STATES: Final = ("breached", "healthy", "insufficient")
-LATENCY_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+LATENCY_BUCKETS: Final = (
+    *(0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 1.75, 2.0),
+    *(3.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0),
+)
+"""Detection latency: fine under 2 s, where the p99 target (1 s) is read, coarse beyond."""
+STAGE_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
+STAGES: Final = ("wait", "fold", "judge", "commands", "checkpoint", "ack")
+"""Where a batch's time goes, in order; ``wait`` runs from the oldest message's produce time to the batch's start."""
 
 
 class LabelCap:
@@ -140,10 +147,18 @@ class Metrics:
         self.checkpoints = Counter("rollwatch_checkpoints", "State-table records written", registry=r)
         self.detection_latency = Histogram(
             "rollwatch_detection_latency_seconds",
-            "Wall-clock emission time minus the event time of the breaching event",
+            "Broker ack of the command (wall clock) minus the event time of the breaching event",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.stage = Histogram(
+            "rollwatch_batch_stage_seconds",
+            "Seconds a telemetry batch spends in each stage (wait: oldest message's produce time to batch start)",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.stages = {name: self.stage.labels(name) for name in STAGES}
 
     def watch(self, snapshot: Callable[[], GateSnapshot]) -> None:
         """Report live engine state (gates, lag) at every scrape."""

@@ -16,6 +16,8 @@ class SourceRecord:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp_ms: int | None = None
+    """The record's Kafka timestamp (the producer's create time); None when unknown."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,8 @@ class Slot:
     ticket: bytes | None = None
     """The ticket bytes last installed on *this* engine object (None after a restore)."""
     pending: list[Event] = field(default_factory=list)
+    dirty: bool = False
+    """The engine holds events or decisions that no checkpoint written so far contains."""
 
 
 @dataclass(slots=True)
@@ -70,6 +72,8 @@ class Fold:
 class Judgement:
     commands: list[Outgoing]
     emitted: list[Slot]
+    breaches: list[int] = field(default_factory=list)
+    """Event time of the breaching event of each command: the caller observes detection latency once delivered."""
 
 
 class BoundedSet:
@@ -137,6 +141,8 @@ class Runtime:
         self.recovered = False
         self.positions: dict[int, int] = {}
         self._restored: set[str] = set()
+        self.dirty: dict[str, Slot] = {}
+        """Workflows whose state is ahead of their last checkpoint (see :meth:`unsaved`)."""
         """Workflows restored from checkpoints since the last assignment (their offsets are current)."""
         self.totals = {
             "messages": 0,
@@ -173,6 +179,7 @@ class Runtime:
         self._restored.clear()
         for workflow in [w for w, s in self.slots.items() if s.home not in self.assigned]:
             del self.slots[workflow]
+            self.dirty.pop(workflow, None)
         log.info("assigned telemetry partitions %s; %d engines kept", sorted(self.assigned), len(self.slots))
 
     def on_recovered(self, checkpoints: Iterable[tuple[bytes, bytes]]) -> None:
@@ -322,6 +329,7 @@ class Runtime:
                 slot.pending.extend(events)
                 slot.applied[record.partition] = record.offset
                 touched[workflow] = slot
+                self._dirty(slot)
                 waiting += len(events)
             if waiting >= self.apply_every:
                 applied += self._apply_pending(touched.values())
@@ -369,6 +377,7 @@ class Runtime:
         metrics = self.metrics
         commands: list[Outgoing] = []
         emitted: list[Slot] = []
+        breaches: list[int] = []
         for slot in slots:
             label = metrics.workflow(slot.workflow)
             try:
@@ -392,7 +401,7 @@ class Runtime:
                 self.sent.add(command.command_id)
                 commands.append(Outgoing(self.topics.control, slot.workflow.encode(), value))
                 metrics.commands.labels(label, command.action).inc()
-                metrics.detection_latency.observe(max(0, now_ms - emission.breach_ts_ms) / 1000)
+                breaches.append(emission.breach_ts_ms)
                 self.totals["commands"] += 1
                 log.warning(
                     "command %s (%s) for workflow %r, gate %s",
@@ -403,7 +412,23 @@ class Runtime:
                 )
                 if not emitted or emitted[-1] is not slot:
                     emitted.append(slot)
-        return Judgement(commands, emitted)
+                    self._dirty(slot)
+        return Judgement(commands, emitted, breaches)
+
+    def _dirty(self, slot: Slot) -> None:
+        slot.dirty = True
+        self.dirty[slot.workflow] = slot
+
+    def unsaved(self) -> list[Slot]:
+        """Workflows held in memory whose state is ahead of their last checkpoint."""
+        return [slot for workflow, slot in self.dirty.items() if self.slots.get(workflow) is slot]
+
+    def saved(self, slots: Iterable[Slot]) -> None:
+        """These checkpoints are acked by the broker: their slots are clean until touched again."""
+        for slot in slots:
+            slot.dirty = False
+            if self.dirty.get(slot.workflow) is slot:
+                del self.dirty[slot.workflow]
 
     def checkpoint(self, slots: Iterable[Slot]) -> list[Outgoing]:
         """State-table records for these workflows, each to its home (changelog) partition."""
@@ -496,6 +521,7 @@ class Runtime:
             workflows[workflow] = {
                 "partition": slot.home,
                 "applied": {str(p): o for p, o in sorted(slot.applied.items())},
+                "unsaved": slot.dirty,
                 "engine": engine,
             }
         return {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -237,9 +238,23 @@ class FakeApp:
     rebalancing: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
+class FakeMessage:
+    """The fields of a faust ``Message`` the pipeline reads (timestamp in seconds)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float | None = None
+
+
 class FakeEvent:
-    message: SourceRecord
+    def __init__(self, record: SourceRecord) -> None:
+        self.message = FakeMessage(
+            record.topic, record.partition, record.offset, record.key, record.value, time.time() - 0.01
+        )
 
 
 @dataclass
@@ -288,3 +303,78 @@ def test_engine_spec_loading() -> None:
     for spec in ("nope", "no.such.module:x", "tests.agents.fake_engine:missing", "tests.agents.fake_engine:RECENT_IDS"):
         with pytest.raises(EngineSpecError):
             load_engine_factory(spec)
+
+
+def cadence_pipeline(producer: RecordingProducer, interval: float) -> tuple[Pipeline, Runtime]:
+    rt = runtime()
+    options = WorkerOptions(checkpoint_interval=interval)
+    pipeline = Pipeline(FakeApp(producer), rt, TicketFeed(load_settings(None)), options)
+    return pipeline, rt
+
+
+async def test_batches_between_checkpoints_stay_unacked_until_the_timer_writes_them() -> None:
+    """A checkpoint covers several batches: no event is acked before the record holding it is acked."""
+    producer = RecordingProducer()
+    pipeline, rt = cadence_pipeline(producer, interval=0.3)
+    stream = FakeStream(producer.log)
+    broker = asyncio.ensure_future(producer.ack_all_soon())
+    try:
+        await pipeline.consume(stream, [FakeEvent(message(0, [call("a", "wf-a")]))])  # first batch: due at once
+        assert producer.log.count("ack 0") == 1
+        await pipeline.consume(stream, [FakeEvent(message(1, [call("b", "wf-b")]))])
+        await pipeline.consume(stream, [FakeEvent(SourceRecord("tel", 1, 2, b"wf-a", b"not json"))])
+        assert not any(line in ("ack 1", "ack 2") for line in producer.log), "acked before its checkpoint"
+        assert [w for w, s in rt.slots.items() if s.dirty] == ["wf-b"]
+        assert rt.status()["workflows"]["wf-b"]["unsaved"] is True
+        await asyncio.sleep(0.5)  # no further batch: the timer takes the checkpoint
+    finally:
+        broker.cancel()
+    log = producer.log
+    written = log.index("acked state-changelog 1 b'wf-b'", log.index("ack 0"))
+    assert log.index("ack 1") > written and log.index("ack 2") > written
+    assert log.index("ack 2") > max(i for i, line in enumerate(log) if line.startswith("acked dlq"))
+    assert not rt.dirty and rt.status()["workflows"]["wf-b"]["unsaved"] is False
+
+
+async def test_a_command_checkpoints_every_unsaved_workflow_at_once() -> None:
+    producer = RecordingProducer()
+    pipeline, rt = cadence_pipeline(producer, interval=60)
+    rt.tickets["wf-a"] = ticket(max_candidate_errors=1)
+    stream = FakeStream(producer.log)
+    broker = asyncio.ensure_future(producer.ack_all_soon())
+    try:
+        await pipeline.consume(stream, [FakeEvent(message(0, [call("x", "wf-x")]))])  # due: the first checkpoint
+        await pipeline.consume(stream, [FakeEvent(message(1, [call("b", "wf-b")]))])  # waits for the next one
+        assert "ack 1" not in producer.log
+        await pipeline.consume(stream, [FakeEvent(message(2, [call("a", "wf-a", status="error")]))])
+    finally:
+        broker.cancel()
+    log = producer.log
+    command_acked = log.index("acked ctl None b'wf-a'")
+    second = [i for i, line in enumerate(log) if line.startswith("send state-changelog") and i > command_acked]
+    assert sorted(log[i].split()[-1] for i in second) == ["b'wf-a'", "b'wf-b'"]
+    assert log.index("ack 1") > max(second) and log.index("ack 2") > max(second)
+    assert rt.metrics.registry.get_sample_value("rollwatch_detection_latency_seconds_count") == 1
+
+
+async def test_an_interrupted_batch_halts_checkpoints_and_acks() -> None:
+    """Cancelled mid-delivery, the engine's memory says a command went out: nothing may make it durable."""
+    producer = RecordingProducer()
+    pipeline, rt = cadence_pipeline(producer, interval=0)
+    rt.tickets["wf-a"] = ticket(max_candidate_errors=1)
+    stream = FakeStream(producer.log)
+    batch = asyncio.ensure_future(
+        pipeline.consume(stream, [FakeEvent(message(0, [call("a", "wf-a", status="error")]))])
+    )
+    await asyncio.sleep(0.01)  # the command is in flight and never acked
+    batch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+    broker = asyncio.ensure_future(producer.ack_all_soon())
+    try:
+        await pipeline.consume(stream, [FakeEvent(message(1, [call("b", "wf-b")]))])
+        await pipeline.tick()
+    finally:
+        broker.cancel()
+    assert pipeline.halted
+    assert not [line for line in producer.log if line.startswith(("ack ", "send state-changelog"))]

@@ -27,6 +27,11 @@ def engine(status: dict[str, Any] | None, workflow: str) -> dict[str, Any] | Non
     return result
 
 
+def saved(status: dict[str, Any] | None, workflow: str) -> bool:
+    """The workflow's last checkpoint (acked by the broker) holds everything it applied."""
+    return bool(status and workflow in status["workflows"] and not status["workflows"][workflow]["unsaved"])
+
+
 def errors(status: dict[str, Any] | None, workflow: str, arm: str = "candidate") -> int:
     state = engine(status, workflow)
     return int(state["counts"].get(arm, {}).get("errors", 0)) if state else -1
@@ -212,6 +217,7 @@ async def test_sigkill_and_restart_keep_state_and_issue_no_new_command_id(
         + [[call("ok1", "wf", arm="control")]],
     )
     await wait_until(lambda: errors(first.status(), "wf") == 6, what="6 errors applied")
+    await wait_until(lambda: saved(first.status(), "wf"), what="a checkpoint holding all of them")
     checkpoints = await read_topic(kafka_settings, changelog, expect=1)
     assert checkpoints and checkpoints[-1].key == b"wf"
     first.kill()
