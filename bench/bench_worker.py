@@ -13,6 +13,7 @@ and prints events/s and the ratio worker/raw. Targets: >= 100k events/s and rati
 this prints, CI does not gate on it.
 
     .venv/bin/python bench/bench_worker.py [--events 1000000] [--singles 50000] [--engine module:attr]
+        [--worker-arg=--batch-within=0.2 ...] [--only batched|single]
 
 Detection latency through a real worker and the real engine: ``bench/bench_detection.py``.
 """
@@ -134,10 +135,14 @@ class WorkerRun:
     batches: int
 
 
-async def worker_rate(settings: Settings, expect_messages: int, engine: str, workdir: Path, name: str) -> WorkerRun:
+async def worker_rate(
+    settings: Settings, expect_messages: int, engine: str, workdir: Path, name: str, extra: tuple[str, ...] = ()
+) -> WorkerRun:
     """Events/s the worker reports between the start of its first batch and the end of its last."""
     config = write_config(settings, workdir / f"{name}.toml")
-    worker = WorkerProcess(config, f"bench-{uuid.uuid4().hex[:6]}", name, workdir / f"{name}.log", engine=engine)
+    worker = WorkerProcess(
+        config, f"bench-{uuid.uuid4().hex[:6]}", name, workdir / f"{name}.log", engine=engine, extra=extra
+    )
     worker.start()
     try:
         deadline = time.monotonic() + 600
@@ -261,7 +266,8 @@ async def run_in(args: argparse.Namespace, workdir: Path) -> None:
         print(
             f"broker {broker.bootstrap_servers}; engine {args.engine}; {PARTITIONS} partitions, {WORKFLOWS} workflows"
         )
-        for shape, per_message, events in (("batched", 500, args.events), ("single", 1, args.singles)):
+        shapes = (("batched", 500, args.events), ("single", 1, args.singles))
+        for shape, per_message, events in (s for s in shapes if args.only in (None, s[0])):
             settings = scenario_settings(broker.bootstrap_servers, shape)
             payload = messages(events, per_message)
             t0 = time.perf_counter()
@@ -270,7 +276,7 @@ async def run_in(args: argparse.Namespace, workdir: Path) -> None:
             took = time.perf_counter() - t0
             print(f"\n[{shape}] {events} events in {len(payload)} messages ({size:.0f} MB), produced in {took:.1f}s")
             raw = await raw_rate(settings, len(payload))
-            run_ = await worker_rate(settings, len(payload), args.engine, workdir, shape)
+            run_ = await worker_rate(settings, len(payload), args.engine, workdir, shape, tuple(args.worker_arg))
             target, ratio_target = TARGETS[shape]
             ratio = run_.rate / raw
             print(f"  raw aiokafka + orjson : {raw:>12,.0f} events/s")
@@ -295,6 +301,13 @@ def main() -> None:
     parser.add_argument(
         "--engine", default="rollwatch.gates.engine:EngineFactoryImpl", help="module:attribute of the factory"
     )
+    parser.add_argument(
+        "--worker-arg",
+        action="append",
+        default=[],
+        help="an extra worker option (repeat: --worker-arg=--batch-within=0.2)",
+    )
+    parser.add_argument("--only", choices=("batched", "single"), help="run one message shape")
     parser.add_argument("--faust-ceiling", nargs=3, metavar=("CONFIG", "MESSAGES", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.faust_ceiling:

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -27,12 +28,13 @@ from rollwatch.agents.ports import EngineFactory, GateReading, WorkflowEngine
 from rollwatch.agents.records import Outgoing, SourceRecord
 from rollwatch.commands import encode_command
 from rollwatch.errors import InvalidEventError
-from rollwatch.events import DecodedMessage, Event, Rejected, decode_message, reject_future
+from rollwatch.events import MAX_FUTURE_SKEW_MS, DecodedMessage, Event, Rejected, decode_message, reject_future
 
 __all__ = ["BoundedSet", "Fold", "Judgement", "Runtime", "Slot", "Topics"]
 
 log = logging.getLogger(__name__)
 _partitioner = DefaultPartitioner()
+_TS = attrgetter("ts_ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,15 +269,21 @@ class Runtime:
 
     # -- telemetry -------------------------------------------------------------------------
 
-    def _decode(self, record: SourceRecord) -> DecodedMessage:
+    @staticmethod
+    def _decode(record: SourceRecord, now_ms: int) -> DecodedMessage:
         if record.value is None:
             return DecodedMessage([], [Rejected(None, InvalidEventError("", "message has no value"), b"")])
+        decoded = decode_message(record.value)
         # Wall clock is the receiver's to own: events stamped far ahead would poison the watermark.
-        return reject_future(decode_message(record.value), int(time.time() * 1000))
+        # One C-level pass (max over attrgetter) decides; reject_future sorts the rare bad message.
+        if decoded.events and max(map(_TS, decoded.events)) > now_ms + MAX_FUTURE_SKEW_MS:
+            return reject_future(decoded, now_ms)
+        return decoded
 
     def fold(self, records: Sequence[SourceRecord]) -> Fold:
         """Decode a batch, dead-letter what is rejected, apply the rest engine by engine."""
         started = time.time()
+        now_ms = int(started * 1000)
         metrics = self.metrics
         deadletters: list[Outgoing] = []
         touched: dict[str, Slot] = {}
@@ -289,7 +297,7 @@ class Runtime:
                 continue
             self.positions[record.partition] = record.offset
             try:
-                decoded = self._decode(record)
+                decoded = self._decode(record, now_ms)
             except Exception as exc:  # a validator bug must cost one message, not the worker
                 log.exception("unexpected error decoding %s[%d]@%d", record.topic, record.partition, record.offset)
                 error = InvalidEventError("", f"internal error while decoding: {exc!r}")

@@ -131,6 +131,17 @@ def test_bad_items_are_dead_lettered_and_the_rest_applied() -> None:
     assert letters[0]["field"].startswith("[2].")
 
 
+def test_events_stamped_far_ahead_of_the_receiver_are_dead_lettered_alone() -> None:
+    rt = runtime()
+    now = int(time.time() * 1000)
+    fold = rt.fold([message(0, [call("now", "wf", ts_ms=now), call("ahead", "wf", ts_ms=now + 3_600_000)])])
+    assert fold.events == 1
+    (letter,) = [orjson.loads(d.value) for d in fold.deadletters]
+    assert letter["field"] == "ts" and "ahead of the receiver's clock" in letter["reason"]
+    assert [e["event_id"] for e in orjson.loads(letter["raw"])] == ["now", "ahead"]  # the message as consumed
+    assert letter["source"]["offset"] == 0
+
+
 @dataclass
 class Repeater:
     """An engine that emits the same command at every evaluation (the worker must publish it once)."""
