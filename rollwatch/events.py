@@ -429,8 +429,21 @@ def decode_checked(raw: bytes) -> DecodedMessage:
             events.append(parse_event(item))
         except InvalidEventError as exc:
             path = f"[{i}].{exc.field}" if exc.field else f"[{i}]"
-            rejected.append(Rejected(i, InvalidEventError(path, exc.problem), orjson.dumps(item)))
+            rejected.append(Rejected(i, InvalidEventError(path, exc.problem), _reencoded(item)))
     return DecodedMessage(events, rejected)
+
+
+def _reencoded(item: Any) -> bytes:
+    """A rejected batch item as JSON, for its dead letter.
+
+    orjson reads 1024 levels of nesting but writes at most 254, so an item nested deeper
+    cannot be written back; it must cost only itself, not the whole message (whose
+    original bytes the dead letter also names by offset).
+    """
+    try:
+        return orjson.dumps(item)
+    except TypeError:
+        return orjson.dumps(f"{_kind(item)} nested too deeply to re-encode")
 
 
 MAX_FUTURE_SKEW_MS: Final = 5 * 60_000

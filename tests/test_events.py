@@ -176,3 +176,15 @@ def test_events_stamped_in_the_future_are_rejected_with_a_reason() -> None:
     assert checked.rejected[0].error.field == "ts" and "3600s ahead" in checked.rejected[0].error.problem
     assert orjson.loads(checked.rejected[0].raw)["event_id"] == "ahead"
     assert reject_future(decoded, now + 3600_000) is decoded
+
+
+def test_a_batch_item_nested_too_deep_to_re_encode_costs_only_itself() -> None:
+    # orjson reads 1024 levels of nesting but writes only 254: the item's dead letter
+    # cannot hold it re-encoded, and it must not take the batch's good items down with it.
+    deep = b"[" * 300 + b"]" * 300
+    first, last = orjson.dumps(call(event_id="deep-1")), orjson.dumps(call(event_id="deep-2"))
+    raw = b"[" + first + b"," + deep + b"," + last + b"]"
+    decoded = decode_message(raw)
+    assert [e.event_id for e in decoded.events] == ["deep-1", "deep-2"]
+    assert [(r.index, r.error.field) for r in decoded.rejected] == [(1, "[1]")]
+    assert b"nested too deeply" in decoded.rejected[0].raw

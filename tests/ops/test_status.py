@@ -97,7 +97,7 @@ async def test_status_and_tail_show_a_worker_rolling_back(worker: tuple[str, Pat
         await asyncio.sleep(0.5)
     line = tailed.stdout.splitlines()[0]
     assert (
-        "CMD  support-summary  restore_route_and_prompt  gate json-failures  schema_failure_rate 0.11 vs 0.01" in line
+        "CMD  support-summary  restore_route_and_prompt  gate json-failures  schema_failure_rate 0.06 vs 0.01" in line
     )
     assert "by rollwatch-worker" in line and "REL-2041 r3" in line
 

@@ -430,13 +430,6 @@ TOO_DEEP = 300
 """Nesting orjson reads (up to 1024 levels) but will not write back (over 254)."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="decode_checked re-encodes a rejected batch item with orjson.dumps, which raises TypeError past 254 "
-    "levels of nesting: the decoder crashes, and the worker dead-letters the whole message as an internal error, "
-    "losing its good items (patch in the issue 8 report)",
-)
 async def test_an_item_nested_too_deep_to_re_encode_costs_only_itself(
     fuzz_settings: Settings, fuzz_worker: WorkerProcess
 ) -> None:
