@@ -11,7 +11,6 @@ a command signed after the restart must reach both the flag store and the gatewa
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -21,7 +20,6 @@ import pytest
 from aiokafka import TopicPartition
 from redis.asyncio import Redis
 
-import rollwatch.broker
 from rollwatch.broker import EmbeddedBroker
 from rollwatch.emit import TelemetryEmitter
 from rollwatch.events import CallEvent, decode_message
@@ -88,28 +86,6 @@ async def settings(own_broker: EmbeddedBroker) -> AsyncIterator[Settings]:
     await client.aclose()
 
 
-def restart_on_same_port(broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Start ``broker`` again on its port, checking the port the way the broker itself binds it.
-
-    ``rollwatch.broker.port_is_free`` binds without ``SO_REUSEADDR``, so for up to a minute
-    after a stop (the old connections' TIME_WAIT) it calls the port taken, although Tansu,
-    which binds with ``SO_REUSEADDR``, would start. The check is replaced by one that binds
-    like Tansu does; a port really held by a listener still fails it.
-    """
-
-    def free_for_reuse(host: str, port: int) -> bool:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((host, port))
-            except OSError:
-                return False
-        return True
-
-    monkeypatch.setattr(rollwatch.broker, "port_is_free", free_for_reuse)
-    broker.start()
-
-
 def recreate_topics_before_clients_act(settings: Settings) -> None:
     """Create the topics on the new broker while this test's event loop is blocked.
 
@@ -125,7 +101,7 @@ def recreate_topics_before_clients_act(settings: Settings) -> None:
 
 
 async def test_emitter_flag_store_and_gateway_reconnect_after_a_broker_restart(
-    own_broker: EmbeddedBroker, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    own_broker: EmbeddedBroker, settings: Settings
 ) -> None:
     ticket: Ticket = example_ticket()
     redis = Redis.from_url(settings.redis_url)
@@ -163,7 +139,7 @@ async def test_emitter_flag_store_and_gateway_reconnect_after_a_broker_restart(
         assert emitted == during.sent + during.buffered + during.dropped_total  # nothing silent
 
         # A new (empty) broker on the same port; topics re-created as an operator would.
-        restart_on_same_port(own_broker, monkeypatch)
+        own_broker.start()  # the same port: port_is_free binds with SO_REUSEADDR, as Tansu does
         recreate_topics_before_clients_act(settings)
 
         # The emitter delivers what it kept, then new events, without being restarted. (New
