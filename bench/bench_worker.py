@@ -13,7 +13,7 @@ and prints events/s and the ratio worker/raw. Targets: >= 100k events/s and rati
 this prints, CI does not gate on it.
 
     .venv/bin/python bench/bench_worker.py [--events 1000000] [--singles 50000] [--engine module:attr]
-        [--worker-arg=--batch-within=0.2 ...] [--only batched|single]
+        [--worker-arg=--batch-within=0.2 ...] [--only batched|single] [--repeat N]
 
 Detection latency through a real worker and the real engine: ``bench/bench_detection.py``.
 """
@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import math
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -275,16 +276,24 @@ async def run_in(args: argparse.Namespace, workdir: Path) -> None:
             size = sum(len(v) for _, v in payload) / 1e6
             took = time.perf_counter() - t0
             print(f"\n[{shape}] {events} events in {len(payload)} messages ({size:.0f} MB), produced in {took:.1f}s")
-            raw = await raw_rate(settings, len(payload))
-            run_ = await worker_rate(settings, len(payload), args.engine, workdir, shape, tuple(args.worker_arg))
             target, ratio_target = TARGETS[shape]
-            ratio = run_.rate / raw
-            print(f"  raw aiokafka + orjson : {raw:>12,.0f} events/s")
-            batches = f"{run_.batches} batches, target >= {target:,.0f}"
-            print(f"  worker                : {run_.rate:>12,.0f} events/s  ({batches})")
-            print(
-                f"  ratio worker/raw      : {ratio:>12.2f}" + (f"  (target >= {ratio_target})" if ratio_target else "")
-            )
+            ratios: list[float] = []
+            for round_ in range(args.repeat):
+                # Raw and worker back to back, each pair a ratio: on a shared machine the load
+                # drifts between runs, and the median of paired ratios drifts least.
+                raw = await raw_rate(settings, len(payload))
+                run_ = await worker_rate(settings, len(payload), args.engine, workdir, shape, tuple(args.worker_arg))
+                ratios.append(run_.rate / raw)
+                tag = f" (round {round_ + 1}/{args.repeat})" if args.repeat > 1 else ""
+                print(f"  raw aiokafka + orjson : {raw:>12,.0f} events/s{tag}")
+                batches = f"{run_.batches} batches, target >= {target:,.0f}"
+                print(f"  worker                : {run_.rate:>12,.0f} events/s  ({batches})")
+                print(
+                    f"  ratio worker/raw      : {ratios[-1]:>12.2f}"
+                    + (f"  (target >= {ratio_target})" if ratio_target else "")
+                )
+            if args.repeat > 1:
+                print(f"  median ratio          : {statistics.median(ratios):>12.2f}  of {args.repeat} paired runs")
             if shape == "single":
                 ceiling = await faust_ceiling(settings, len(payload), workdir)
                 if ceiling:
@@ -307,6 +316,7 @@ def main() -> None:
         default=[],
         help="an extra worker option (repeat: --worker-arg=--batch-within=0.2)",
     )
+    parser.add_argument("--repeat", type=int, default=1, help="paired raw + worker runs per shape (median ratio)")
     parser.add_argument("--only", choices=("batched", "single"), help="run one message shape")
     parser.add_argument("--faust-ceiling", nargs=3, metavar=("CONFIG", "MESSAGES", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()

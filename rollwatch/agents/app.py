@@ -143,7 +143,9 @@ def shorten_fetch_wait(consumer: Any, seconds: float) -> bool:
     if fetcher is None or not hasattr(fetcher, "_fetch_max_wait_ms"):
         log.warning("cannot shorten the fetch wait: faust's consumer has no aiokafka fetcher where expected")
         return False
-    fetcher._fetch_max_wait_ms = max(1, int(seconds * 1000))
+    if fetcher._fetch_max_wait_ms != (wait_ms := max(1, int(seconds * 1000))):
+        log.info("broker fetches wait at most %d ms (faust set %d)", wait_ms, fetcher._fetch_max_wait_ms)
+        fetcher._fetch_max_wait_ms = wait_ms
     return True
 
 

@@ -201,8 +201,8 @@ class Pipeline:
             async with self.lock:
                 # While faust revokes partitions it waits for every event to be acked, before
                 # on_revoked: ``recovered`` is still true then, and the partitions still ours.
-                if self.halted or not self.runtime.recovered:
-                    return
+                if self.halted or not self.runtime.recovered or getattr(self.app, "should_stop", False):
+                    return  # shutting down: the producer may be gone; what is unacked is replayed
                 if self.unacked or self.pending or self.runtime.dirty:
                     await self._checkpoint()
         except asyncio.CancelledError:

@@ -108,7 +108,10 @@ async def test_a_regression_yields_exactly_one_command_and_a_silent_arm_fires_on
         in (metrics)
     )
     assert "rollwatch_detection_latency_seconds_count 2.0" in metrics
+    assert 'rollwatch_batch_stage_seconds_count{stage="fold"}' in metrics
     assert "rollwatch_consumer_lag" in metrics
+    # faust's 1.5 s fetch wait is shortened on its aiokafka fetcher, found through faust internals.
+    assert "cannot shorten the fetch wait" not in worker.log.read_text(errors="replace")
 
 
 async def test_malformed_messages_are_dead_lettered_and_good_events_still_count(
