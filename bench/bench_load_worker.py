@@ -98,6 +98,20 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def code_state() -> str:
+    """The commit under test and whether rollwatch/ has uncommitted changes (the worker runs the tree)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    changed = git("status", "--porcelain", "--", "rollwatch").splitlines()
+    return f"commit {git('rev-parse', '--short', 'HEAD')}" + (
+        f" + {len(changed)} uncommitted file(s) in rollwatch/" if changed else ""
+    )
+
+
 def load_average() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -364,7 +378,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
             f"{total_msgs * args.per_message:,} events planned in {total_msgs:,} messages of {args.per_message}; "
             f"{args.partitions} partitions; engine {args.engine}"
         )
-        print(f"load average {load_average()} on {os.cpu_count()} cores")
+        print(f"code: {code_state()}; load average {load_average()} on {os.cpu_count()} cores")
         t = time.perf_counter()
         tickets = ticket_messages(args.workflows)
         producer = make_producer(settings, linger_ms=20, max_batch_size=1024 * 1024)
