@@ -134,9 +134,10 @@ def shorten_fetch_wait(consumer: Any, seconds: float) -> bool:
 
     faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500`` and no setting to
     change it. Kafka answers a waiting fetch as soon as data arrives; Tansu does not, so a
-    message produced into an idle partition waited for the fetch in flight to expire. The
-    aiokafka fetcher reads the value for every request it builds, so setting it on the
-    running fetcher is enough. An idle worker then sends ``1 / seconds`` fetches a second.
+    message produced into an idle partition waited for much of the fetch in flight (median
+    0.40 s, max 0.73 s measured at 1.5 s). The aiokafka fetcher reads the value for every
+    request it builds, so setting it on the running fetcher is enough. An idle worker then
+    sends ``1 / seconds`` fetches a second.
     Returns whether the fetcher was found (faust internals: ``Consumer._thread._consumer``).
     """
     fetcher = getattr(getattr(getattr(consumer, "_thread", None), "_consumer", None), "_fetcher", None)

@@ -41,9 +41,10 @@ class WorkerOptions:
     folding the batch itself."""
     judge_interval: float = 1.0
     fetch_max_wait: float = 0.05
-    """Longest a fetch waits at the broker for data. faust hard-codes 1.5 s, and Tansu answers a
-    fetch for an idle partition only when that expires: with 1.5 s, events waited ~0.4 s on
-    average before the worker saw them (see :func:`rollwatch.agents.app.shorten_fetch_wait`)."""
+    """Longest a fetch waits at the broker for data. faust hard-codes 1.5 s, and Tansu does not
+    answer a waiting fetch when data arrives: a message produced into an idle partition reached
+    an aiokafka consumer after 0.40 s (median; max 0.73 s) with 1.5 s, 0.02 s with 0.1 s (see
+    :func:`rollwatch.agents.app.shorten_fetch_wait`)."""
     commit_interval: float = 1.0
     session_timeout: float = 10.0
     heartbeat_interval: float = 2.0
