@@ -195,14 +195,20 @@ class Pipeline:
 
     async def _checkpoint_later(self) -> None:
         """The checkpoint of the last batches when no further batch comes to take it."""
-        delay = self.last_checkpoint + self.options.checkpoint_interval - time.monotonic()
+        app = self.app
         try:
-            await asyncio.sleep(max(0.0, delay))
+            # Sooner when a rebalance or a stop begins: faust then waits for every event to be acked.
+            while (delay := self.last_checkpoint + self.options.checkpoint_interval - time.monotonic()) > 0:
+                if getattr(app, "rebalancing", False) or getattr(app, "should_stop", False):
+                    break
+                await asyncio.sleep(min(delay, 0.05))
             async with self.lock:
                 # While faust revokes partitions it waits for every event to be acked, before
                 # on_revoked: ``recovered`` is still true then, and the partitions still ours.
-                if self.halted or not self.runtime.recovered or getattr(self.app, "should_stop", False):
-                    return  # shutting down: the producer may be gone; what is unacked is replayed
+                # Also while the worker stops: faust revokes the partitions first and waits
+                # for every event to be acked, so this last checkpoint is what lets it exit.
+                if self.halted or not self.runtime.recovered:
+                    return
                 if self.unacked or self.pending or self.runtime.dirty:
                     await self._checkpoint()
         except asyncio.CancelledError:

@@ -255,6 +255,28 @@ async def test_sigkill_and_restart_keep_state_and_issue_no_new_command_id(
     assert (engine(third.status(), "wf") or {})["duplicates"] == 0
 
 
+async def test_a_stopping_worker_checkpoints_what_waits_for_its_checkpoint(
+    kafka_settings: Settings, spawn: Spawn
+) -> None:
+    """Events between checkpoints stay unacked; faust's stop waits for them, so the worker must write them."""
+    await ensure_topics(kafka_settings)
+    first = spawn("w1", "--checkpoint-interval", "120")
+    await wait_until(first.ready, what="first worker ready", timeout=40)
+    await produce_events(kafka_settings, [[call("a0", "wf", status="error")]])
+    await wait_until(lambda: saved(first.status(), "wf"), what="the first batch checkpointed at once")
+    await produce_events(kafka_settings, [[call(f"a{i}", "wf", status="error")] for i in range(1, 4)])
+    await wait_until(lambda: errors(first.status(), "wf") == 4, what="4 errors applied")
+    assert not saved(first.status(), "wf"), "the next checkpoint is due in two minutes"
+    assert first.stop() == 0, "the worker did not stop cleanly (killed after waiting)"
+
+    second = spawn("w2")
+    await wait_until(second.ready, what="second worker ready", timeout=40)
+    await wait_until(lambda: errors(second.status(), "wf") == 4, what="4 errors restored")
+    status = second.status()
+    assert status is not None and status["totals"]["replayed"] == 0, "offsets were not committed at the stop"
+    assert (engine(status, "wf") or {})["duplicates"] == 0
+
+
 async def test_two_workers_split_partitions_and_state_moves_on_rebalance(
     kafka_settings: Settings, spawn: Spawn, group: str
 ) -> None:
