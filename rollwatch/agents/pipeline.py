@@ -203,10 +203,10 @@ class Pipeline:
                     break
                 await asyncio.sleep(min(delay, 0.05))
             async with self.lock:
-                # While faust revokes partitions it waits for every event to be acked, before
-                # on_revoked: ``recovered`` is still true then, and the partitions still ours.
-                # Also while the worker stops: faust revokes the partitions first and waits
-                # for every event to be acked, so this last checkpoint is what lets it exit.
+                # When faust revokes partitions (in a rebalance, or first thing when the worker
+                # stops) it waits for every event to be acked before on_revoked: ``recovered``
+                # is still true then and the partitions still ours, and this checkpoint is what
+                # lets faust go on.
                 if self.halted or not self.runtime.recovered:
                     return
                 if self.unacked or self.pending or self.runtime.dirty:
