@@ -32,6 +32,7 @@ owner's ``on_close`` hook sees it (drift detectors are fed per closed bucket).
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Final
 
 from rollwatch.streams.bucket import INT_FIELDS, Bucket, WindowStats
@@ -44,6 +45,8 @@ from rollwatch.streams.sketch import QuantileSketch, SketchMapping, mapping_for
 __all__ = ["Bucket", "TimeWindows", "WindowStats"]
 
 _CACHE_SIZE: Final = 6
+_SUMMED_NAMES: Final = (*INT_FIELDS, "latency_sum", "quality_sum")
+_SUMMED: Final = attrgetter(*_SUMMED_NAMES)
 """Merged ranges kept per route: a gate asks a handful (30 min, 60 min, 7-day baseline)."""
 
 
@@ -247,24 +250,18 @@ class TimeWindows:
         return fine, coarse
 
     def stats(self, start_ms: int, end_ms: int) -> WindowStats:
-        """Counts and sums over [start_ms, end_ms) (bucket rule in the module docstring)."""
+        """Counts and sums over [start_ms, end_ms) (bucket rule in the module docstring).
+
+        A judge pass asks for ~20 windows of up to 60 buckets: the sums run column by
+        column in C (one ``attrgetter`` row per bucket, ``zip``, ``sum``), in the same
+        order as a loop would add them, so float sums are bit-identical.
+        """
         fine, coarse = self.buckets(start_ms, end_ms)
-        totals = dict.fromkeys(INT_FIELDS, 0)
-        latency_sum = 0.0
-        quality_sum = 0.0
-        for bucket in (*fine, *coarse):
-            for name in INT_FIELDS:
-                totals[name] += getattr(bucket, name)
-            latency_sum += bucket.latency_sum
-            quality_sum += bucket.quality_sum
-        return WindowStats(
-            start_ms,
-            end_ms,
-            len(fine) + len(coarse),
-            latency_sum=latency_sum,
-            quality_sum=quality_sum,
-            **totals,
-        )
+        covered = fine + coarse
+        if not covered:
+            return WindowStats(start_ms, end_ms, 0)
+        sums = [sum(column) for column in zip(*map(_SUMMED, covered), strict=True)]
+        return WindowStats(start_ms, end_ms, len(covered), **dict(zip(_SUMMED_NAMES, sums, strict=True)))
 
     def latency_sketch(self, start_ms: int, end_ms: int) -> QuantileSketch:
         """One sketch of every latency in [start_ms, end_ms), merged from the buckets.
