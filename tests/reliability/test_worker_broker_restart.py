@@ -28,7 +28,6 @@ from rollwatch.settings import Settings
 from tests.agents.fake_engine import ticket
 from tests.agents.harness import WorkerProcess, call, produce, produce_events, wait_until, write_config
 from tests.reliability.conftest import control_settings_for
-from tests.reliability.test_broker_restart import restart_on_same_port
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +53,7 @@ def worker(worker_settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]
 
 
 async def test_a_worker_applies_new_telemetry_after_the_broker_restarts(
-    own_broker: EmbeddedBroker, worker_settings: Settings, worker: WorkerProcess, monkeypatch: pytest.MonkeyPatch
+    own_broker: EmbeddedBroker, worker_settings: Settings, worker: WorkerProcess
 ) -> None:
     settings = worker_settings
     await ensure_topics(settings)
@@ -67,7 +66,7 @@ async def test_a_worker_applies_new_telemetry_after_the_broker_restarts(
     own_broker.stop()
     await asyncio.sleep(3)
     worker.check_alive()
-    restart_on_same_port(own_broker, monkeypatch)
+    own_broker.start()  # the same port
     await ensure_topics(settings)
     await produce(settings, settings.topic_releases, [(b"wf", ticket("rel-r", 1, max_candidate_errors=100))])
     await asyncio.sleep(8)  # give it time to rejoin the group on the new broker
