@@ -133,6 +133,9 @@ def worker(
     rebalance_timeout: Annotated[float, typer.Option(help="Rebalance timeout, seconds.")] = 15.0,
     commit_interval: Annotated[float, typer.Option(help="Offset commit interval, seconds.")] = 1.0,
     judge_interval: Annotated[float, typer.Option(help="Wall-clock judge timer, seconds.")] = 1.0,
+    tick_budget: Annotated[
+        float, typer.Option(help="Most seconds one timer tick spends judging; the next tick goes on.")
+    ] = 0.1,
     batch_max: Annotated[int, typer.Option(help="Most messages per batch.")] = 1000,
     batch_within: Annotated[float, typer.Option(help="Seconds to wait for a batch to fill.")] = 0.05,
     checkpoint_interval: Annotated[
@@ -158,6 +161,7 @@ def worker(
         rebalance_timeout=rebalance_timeout,
         commit_interval=commit_interval,
         judge_interval=judge_interval,
+        tick_budget=tick_budget,
         batch_max=batch_max,
         batch_within=batch_within,
         fetch_max_wait=fetch_max_wait,

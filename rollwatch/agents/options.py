@@ -40,6 +40,8 @@ class WorkerOptions:
     (0: after every batch). Writing every engine after every small batch cost more than
     folding the batch itself."""
     judge_interval: float = 1.0
+    tick_budget: float = 0.1
+    """Seconds of judging per timer tick; each tick judges the next workflows in turn."""
     fetch_max_wait: float = 0.05
     """Longest a fetch waits at the broker for data. faust hard-codes 1.5 s, and Tansu does not
     answer a waiting fetch when data arrives: a message produced into an idle partition reached

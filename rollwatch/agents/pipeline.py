@@ -38,8 +38,11 @@ same: downstream may see the same id again after a crash, never a new one. A cra
 between 1 and 2 replays from the previous checkpoint and re-derives the command with the
 same id. Within one process a command id is published at most once (a bounded set).
 
-The judge timer (every ``judge_interval`` seconds, wall clock) evaluates every workflow
-so that time-based gates fire when traffic stops; it follows the same order (command
+The judge timer (every ``judge_interval`` seconds, wall clock) evaluates workflows so
+that time-based gates fire when traffic stops: each tick continues a round over every
+workflow for at most ``tick_budget`` seconds (at 10,000 workflows one round of ~1 ms
+judgements would otherwise block the loop for 6-18 s per tick; workflows with traffic
+are judged after each of their batches anyway). It follows the same order (command
 delivered, then a checkpoint). One asyncio lock serialises batches, checkpoints, timer
 ticks, ticket installs and rebalance callbacks, so two snapshots of one engine can never
 reach the changelog out of order and no write can follow the loss of a partition.
@@ -252,7 +255,7 @@ class Pipeline:
         async with self.lock:
             if self.halted or not self.runtime.recovered or self.app.rebalancing:
                 return
-            judgement = self.runtime.judge(list(self.runtime.slots.values()), wall_ms())
+            judgement = self.runtime.judge(self.runtime.sweep(self.options.tick_budget), wall_ms())
             self.runtime.totals["ticks"] += 1
             if judgement.commands:
                 try:

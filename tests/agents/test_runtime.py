@@ -389,3 +389,17 @@ async def test_an_interrupted_batch_halts_checkpoints_and_acks() -> None:
         broker.cancel()
     assert pipeline.halted
     assert not [line for line in producer.log if line.startswith(("ack ", "send state-changelog"))]
+
+
+def test_the_timer_sweep_visits_every_workflow_in_turn_within_its_budget() -> None:
+    rt = runtime()
+    rt.fold([message(i, [call(f"e{i}", f"wf-{i}")], partition=i % 4) for i in range(5)])
+    names = [f"wf-{i}" for i in range(5)]
+    assert list(rt.slots) == names
+    # No budget: one workflow per tick (a round always advances), in turn.
+    assert [slot.workflow for slot in rt.sweep(0.0)] == ["wf-0"]
+    assert [slot.workflow for slot in rt.sweep(0.0)] == ["wf-1"]
+    # A workflow that appears mid-round waits for the next round; a generous budget ends the round.
+    rt.fold([message(9, [call("e9", "wf-new")], partition=1)])
+    assert [slot.workflow for slot in rt.sweep(60.0)] == ["wf-2", "wf-3", "wf-4"]
+    assert [slot.workflow for slot in rt.sweep(60.0)] == [*names, "wf-new"]
