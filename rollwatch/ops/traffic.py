@@ -15,12 +15,13 @@ broker takes it.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from rollwatch.events import encode_events
+from rollwatch.events import Event, encode_events
 from rollwatch.kafka import ensure_topics, make_producer
 from rollwatch.settings import Settings
 from rollwatch.synth import Traffic, generate
@@ -51,6 +52,18 @@ def batches(items: Iterator[T], size: int) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
+
+
+def in_time_order(events: Iterator[Event], slack_ms: int = 1001) -> Iterator[Event]:
+    """``generate``'s events by event time: a review (+500 ms) or complaint (+1 s) is yielded
+    right after its call, and a paced batch ending with one would hold the calls before it."""
+    heap: list[tuple[int, int, Event]] = []
+    for n, event in enumerate(events):
+        heapq.heappush(heap, (event.ts_ms, n, event))
+        while heap[0][0] <= event.ts_ms - slack_ms:
+            yield heapq.heappop(heap)[2]
+    while heap:
+        yield heapq.heappop(heap)[2]
 
 
 def for_ticket(traffic: Traffic, ticket: Ticket) -> Traffic:
@@ -109,7 +122,7 @@ async def send_traffic(
     try:
         if ticket_raw is not None:
             await producer.send_and_wait(settings.topic_releases, ticket_raw, key=key)
-        for batch in batches(generate(traffic), batch_size):
+        for batch in batches(in_time_order(generate(traffic)), batch_size):
             if stop is not None and stop.is_set():
                 break
             if pace is not None:

@@ -12,9 +12,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from rollwatch.events import decode_message
 from rollwatch.kafka import client_options
-from rollwatch.ops.traffic import batches, for_ticket, send_traffic
+from rollwatch.ops.traffic import batches, for_ticket, in_time_order, send_traffic
 from rollwatch.settings import Settings
-from rollwatch.synth import Traffic
+from rollwatch.synth import Traffic, generate
 from rollwatch.tickets.load import load_ticket
 from tests.ops.helpers import ROOT, ops_argv, ops_env, write_config
 
@@ -84,3 +84,15 @@ def test_ticket_publish_puts_a_valid_ticket_in_force(kafka_settings: Settings, t
     assert refused.returncode == 2 and "bad.ticket.yaml" in refused.stderr
     releases = asyncio.run(_read_all(kafka_settings, kafka_settings.topic_releases))
     assert releases == [(b"support-summary", TICKET.read_bytes())]
+
+
+def test_paced_traffic_goes_out_in_event_time_order() -> None:
+    # generate() yields a review (+500 ms) right after its call; sent as is, a paced batch
+    # ending with a review would hold the calls before it back by up to half a second.
+    events = list(generate(Traffic(regression="complaints", duration_ms=120_000, onset_ms=0, seed=5)))
+    stamps = [e.ts_ms for e in events]
+    assert stamps != sorted(stamps)
+    ordered = list(in_time_order(iter(events)))
+    assert [e.ts_ms for e in ordered] == sorted(stamps)
+    assert sorted(e.event_id for e in ordered) == sorted(e.event_id for e in events)
+
