@@ -1,11 +1,15 @@
 """Throughput, state size and query cost of the streaming core, in one run (~30-60 s).
 
-    python bench/bench_streams.py
+    python bench/bench_streams.py               # everything
+    python bench/bench_streams.py --replay-mix  # the apply_many line and the dedup memory only (~20 s)
 
-Prints updates/s on one core for a RouteState and a WorkflowState fed call events
-(windows and sketches alone, then with drift detectors fed per closed minute and per
-event), the serialized bytes of a route with every window full, the live memory of
-such a route, and what the gates' queries cost. Targets: 200k updates/s, 32 KB a route.
+Prints the CPU µs per event of ``WorkflowState.apply_many`` on the replay mix (what the
+worker and ``rollwatch replay`` run; target <= 2.5 µs), the live bytes per id of a full
+dedup ring against the BLAKE2b set it replaced, updates/s on one core for a RouteState
+and a WorkflowState fed call events (windows and sketches alone, then with drift
+detectors fed per closed minute and per event), the serialized bytes of a route with
+every window full, the live memory of such a route, and what the gates' queries cost.
+Targets: 200k updates/s, 32 KB a route.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import sys
 import time
 import tracemalloc
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
+from hashlib import blake2b
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,7 @@ from rollwatch.streams import (
     DAY_MS,
     HOUR_MS,
     MINUTE_MS,
+    DedupRing,
     DriftSpec,
     QuantileSketch,
     RouteState,
@@ -206,6 +213,51 @@ def replay_mix(n: int = 300_000, batch: int = 1000) -> None:
     print(f"  WorkflowState.apply_many, default config (CPU) {best / len(events) * 1e6:8.2f} µs/event (best of 5)")
 
 
+def _traced(build: Callable[[], object]) -> int:
+    """Bytes allocated (and still held) by ``build()``, as tracemalloc sees them."""
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    kept = build()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del kept
+    return after - before
+
+
+def dedup_memory() -> None:
+    """Live bytes per remembered id of a full, churning ring, against the BLAKE2b set + deque it replaced."""
+    size = StreamsConfig().dedup_ids
+    rng = random.Random(9)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(3 * size)]
+
+    def ring() -> DedupRing:
+        built = DedupRing(size)
+        for event_id in ids:
+            built.check_and_add(event_id)
+        return built
+
+    def blake2b_set() -> tuple[set[bytes], deque[bytes]]:
+        seen: set[bytes] = set()
+        order: deque[bytes] = deque()
+        for event_id in ids:
+            key = blake2b(event_id.encode(), digest_size=8).digest()
+            if key not in seen:
+                if len(order) == size:
+                    seen.discard(order.popleft())
+                order.append(key)
+                seen.add(key)
+        return seen, order
+
+    ours = _traced(ring) / size
+    before = _traced(blake2b_set) / size
+    print(
+        f"\nDedup ring of {size} ids, full and churning ({3 * size} UUID ids fed): {ours:.0f} bytes per id live "
+        f"(BLAKE2b digests in a set + deque: {before:.0f}, {ours / before:.2f}x); "
+        f"10,000 workflows: {ours * size * 10_000 / 2**30:.2f} GiB"
+    )
+
+
 def _full_route(week: Sequence[Event], burst_per_s: float) -> tuple[RouteState, int]:
     """A route after 7 days + 2 hours of traffic: every count, time and evidence window full.
 
@@ -321,9 +373,11 @@ def queries(route: RouteState) -> None:
 def main() -> None:
     if sys.argv[1:] == ["--replay-mix"]:
         replay_mix()
+        dedup_memory()
         return
     started = time.perf_counter()
     replay_mix()
+    dedup_memory()
     throughput()
     route = state_size()
     queries(route)

@@ -8,7 +8,6 @@ route cost a few bytes each.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import ceil, log2
 from typing import Final
 
 from rollwatch.streams.codec import Reader, Writer
@@ -86,40 +85,29 @@ class Bucket:
         cost_nano: int,
         quality: float | None,
     ) -> None:
-        """Count one call. The sketch's :meth:`QuantileSketch.add` is inlined for an open
-        (dict) sketch: this runs for every call event, and the call costs as much as the add."""
+        """Count one call.
+
+        ``RouteState.apply`` writes these same steps out inline (its per-call hot path
+        cannot afford the call); ``test_route_state`` holds the two equal.
+        """
         self.calls += 1
-        if status != "ok":
-            self.errors += 1
-            if status == "timeout":
-                self.timeouts += 1
-        if schema_valid is not None:
-            self.schema_checked += 1
-            if not schema_valid:
-                self.schema_failed += 1
-        if safety_blocked:
-            self.safety_blocked += 1
-        if task_success is not None:
-            self.completed += 1
-            if task_success:
-                self.succeeded += 1
         self.cost_nano += cost_nano
         self.latency_sum += latency_ms
         if quality is not None:
             self.quality_n += 1
             self.quality_sum += quality
-        sketch = self.latency
-        bins = sketch._bins
-        mapping = sketch.mapping
-        if bins is None or latency_ms <= mapping.min_value:
-            sketch.add(latency_ms)  # frozen (a reopened closed bucket) or a zero latency
-        else:
-            sketch._count += 1
-            key = ceil(log2(latency_ms) * mapping.multiplier)
-            bins[key] = bins.get(key, 0) + 1
+        if schema_valid is not None:
+            self.schema_checked += 1
+        if task_success is not None:
+            self.completed += 1
+            if task_success:
+                self.succeeded += 1
+        if status != "ok" or safety_blocked or schema_valid is False:
+            self.add_flags(status, safety_blocked, schema_valid is False)
+        self.latency.add(latency_ms)
 
     def add_flags(self, status: str, safety_blocked: bool, schema_failed: bool) -> None:
-        """The rare part of :meth:`add_call` (``RouteState.apply`` writes out the rest)."""
+        """The rare part of :meth:`add_call`: error, timeout, safety block, invalid output."""
         if status != "ok":
             self.errors += 1
             if status == "timeout":

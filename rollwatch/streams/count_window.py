@@ -24,11 +24,18 @@ class CountWindow:
     ``n`` is how many observations the window holds (``size`` once full), ``count``
     how many of them are set, and ``rate`` their ratio (``None`` while empty).
 
-    Hot-path owners (``RouteState.apply``, ``TaskCostWindow.update``) inline the
-    common case, a clear flag landing on a clear slot that is not the last one:
-    ``if not (flag or bits[pos >> 3] >> (pos & 7) & 1 or pos == last): _pos = pos + 1``,
-    and call :meth:`update` otherwise. That saves a Python call per observation, four
-    per call event. Keep :meth:`update` and that test in step.
+    Fast path. Most observations equal the one they evict (no error replacing no
+    error, a success replacing a success): then only the position moves. The hot-path
+    owners (``RouteState.apply``, ``TaskCostWindow.update``) inline that case::
+
+        pos = window._pos
+        if flag != window._bits[pos >> 3] >> (pos & 7) & 1 or pos == window._last:
+            window.update(flag)
+        else:
+            window._pos = pos + 1
+
+    which saves a Python call per observation, four per call event (``_last`` leaves
+    the wrap to :meth:`update`). Keep :meth:`update` and that test in step.
     """
 
     __slots__ = ("_bits", "_count", "_last", "_pos", "_wrapped", "size")

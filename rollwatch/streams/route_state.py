@@ -176,13 +176,13 @@ class RouteState:
                 bucket.quality_sum += quality
             window = self.errors
             pos = window._pos
-            if failed or window._bits[pos >> 3] >> (pos & 7) & 1 or pos == window._last:
+            if failed != window._bits[pos >> 3] >> (pos & 7) & 1 or pos == window._last:
                 window.update(failed)
             else:
                 window._pos = pos + 1
             window = self.safety_blocks
             pos = window._pos
-            if blocked or window._bits[pos >> 3] >> (pos & 7) & 1 or pos == window._last:
+            if blocked != window._bits[pos >> 3] >> (pos & 7) & 1 or pos == window._last:
                 window.update(blocked)
             else:
                 window._pos = pos + 1
@@ -190,12 +190,12 @@ class RouteState:
                 bucket.schema_checked += 1
                 window = self.schema_failures
                 pos = window._pos
-                if not schema_valid or window._bits[pos >> 3] >> (pos & 7) & 1 or pos == window._last:
+                if (not schema_valid) != window._bits[pos >> 3] >> (pos & 7) & 1 or pos == window._last:
                     window.update(not schema_valid)
                 else:
                     window._pos = pos + 1
             if success is None:
-                self.tasks._pending += cost_nano
+                self.tasks._pending += cost_nano  # TaskCostWindow.update's step case
             else:
                 bucket.completed += 1
                 if success:
@@ -220,7 +220,7 @@ class RouteState:
             self.reviews += 1
             window = self.review_rejections
             pos = window._pos
-            if rejected or window._bits[pos >> 3] >> (pos & 7) & 1 or pos == window._last:
+            if rejected != window._bits[pos >> 3] >> (pos & 7) & 1 or pos == window._last:
                 window.update(rejected)
             else:
                 window._pos = pos + 1

@@ -46,10 +46,6 @@ class TaskCostWindow:
         self._total = 0
         self._pending = 0
 
-    def pending_step(self, cost_nano: int) -> None:
-        """A step of the running task (``update`` with ``task_success`` None, minus a test)."""
-        self._pending += cost_nano
-
     def update(self, cost_nano: int, task_success: bool | None) -> None:
         """Account one call: a step of the running task, or (when ``task_success`` is set) its end."""
         if task_success is None:
@@ -64,7 +60,7 @@ class TaskCostWindow:
         self._pos = 0 if pos == self.size else pos
         success = self._success  # CountWindow.update's common case, inlined (see CountWindow)
         pos = success._pos
-        if task_success or success._bits[pos >> 3] >> (pos & 7) & 1 or pos == success._last:
+        if task_success != success._bits[pos >> 3] >> (pos & 7) & 1 or pos == success._last:
             success.update(task_success)
         else:
             success._pos = pos + 1

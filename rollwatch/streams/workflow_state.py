@@ -290,4 +290,3 @@ class WorkflowState:
             state._routes[route.route] = route
         r.end()
         return state
-

@@ -129,10 +129,11 @@ def _with_foreign_and_arms(events: list[Event], flags: list[int]) -> list[Event]
     out: list[Event] = []
     for event, flag in zip(events, flags + [0] * len(events), strict=False):
         if flag == 1:
-            event = replace(event, workflow="other")
+            out.append(replace(event, workflow="other"))
         elif flag == 2:
-            event = replace(event, arm="candidate" if event.route == "r2" else "control")
-        out.append(event)
+            out.append(replace(event, arm="candidate" if event.route == "r2" else "control"))
+        else:
+            out.append(event)
     return out
 
 
@@ -166,4 +167,3 @@ def test_apply_many_matches_apply_event_by_event(data: st.DataObject, size: int,
 
 def _fields(result: BatchResult) -> tuple[int, int, int, int]:
     return result.applied, result.late, result.duplicate, result.foreign
-

@@ -12,6 +12,7 @@ from rollwatch.streams import (
     DAY_MS,
     MINUTE_MS,
     Applied,
+    Bucket,
     InvalidConfig,
     InvalidQuery,
     RouteState,
@@ -218,3 +219,45 @@ def test_route_round_trip_is_exact() -> None:
     data = _sample_route_bytes()
     route = RouteState.from_bytes(data)
     assert route.to_bytes() == data
+
+
+_call_fields = st.tuples(
+    st.one_of(st.just(0.0), st.floats(0.001, 10_000.0, allow_nan=False)),
+    st.sampled_from(["ok", "ok", "error", "timeout"]),
+    st.sampled_from([None, True, False]),
+    st.booleans(),
+    st.sampled_from([None, True, False]),
+    st.integers(0, 5_000_000),
+    st.one_of(st.none(), st.floats(0.0, 5.0, allow_nan=False)),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(calls=st.lists(_call_fields, min_size=1, max_size=60))
+def test_apply_fills_a_bucket_exactly_as_bucket_add_call(
+    calls: list[tuple[float, str, bool | None, bool, bool | None, int, float | None]],
+) -> None:
+    """RouteState.apply writes Bucket.add_call out inline for speed: the two must not drift apart."""
+    route = _route()
+    expected = Bucket(T0 // MINUTE_MS, route.windows.mapping)
+    for i, (latency, status, valid, blocked, success, cost, quality) in enumerate(calls):
+        event = call(
+            T0 + i,
+            latency_ms=latency,
+            status=status,  # type: ignore[arg-type]
+            schema_valid=valid,
+            safety_blocked=blocked,
+            task_success=success,
+            cost_usd=cost / 1e9,
+            quality_score=quality,
+        )
+        assert route.apply(event, T0) is Applied.APPLIED
+        expected.add_call(latency, status, valid, blocked, success, cost, quality)
+    (bucket,), _ = route.windows.buckets(T0, T0 + MINUTE_MS)
+    assert bucket == expected
+    assert (bucket.errors, bucket.timeouts, bucket.schema_failed, bucket.safety_blocked) == (
+        sum(s != "ok" for _, s, *_ in calls),
+        sum(s == "timeout" for _, s, *_ in calls),
+        sum(c[2] is False for c in calls),
+        sum(c[3] for c in calls),
+    )
