@@ -161,7 +161,7 @@ def throughput() -> None:
 
         return run
 
-    _report_rate("WorkflowState (+ dedup by 64-bit hash), no drift", _best_rate(lambda: workflow_run(no_drift), n))
+    _report_rate("WorkflowState (+ dedup by 60-bit xxh3 key), no drift", _best_rate(lambda: workflow_run(no_drift), n))
     _report_rate("WorkflowState, default config (ADWIN per minute)", _best_rate(lambda: workflow_run(bucket_drift), n))
 
     latencies = [e.latency_ms for e in events[:100_000]]

@@ -214,7 +214,11 @@ class RouteState:
                 key = ceil(log2(latency) * mapping.multiplier)
                 bins[key] = bins.get(key, 0) + 1
             if self._drift_on_event:
-                self._drift_event(event)
+                drift = self.drift
+                drift.update("latency", latency, ts)
+                drift.update("cost", event.cost_usd, ts)
+                if quality is not None:
+                    drift.update("quality", quality, ts)
         elif type(event) is ReviewEvent:
             rejected = event.verdict == "rejected"
             self.reviews += 1
@@ -234,14 +238,6 @@ class RouteState:
             self.complaint_log.add(ts)
             self.evidence.add("complaint", event.event_id, ts, event.trace_id, event.call_event_id, event.sample)
         return _APPLIED
-
-    def _drift_event(self, event: CallEvent) -> None:
-        ts = event.ts_ms
-        drift = self.drift
-        drift.update("latency", event.latency_ms, ts)
-        drift.update("cost", event.cost_usd, ts)
-        if event.quality_score is not None:
-            drift.update("quality", event.quality_score, ts)
 
     def _call_evidence(self, event: CallEvent, failed: bool, blocked: bool) -> None:
         add = self.evidence.add
