@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
@@ -24,8 +23,8 @@ from rollwatch.agents.checkpoint import decode_checkpoint, encode_checkpoint
 from rollwatch.agents.deadletter import dead_letter
 from rollwatch.agents.errors import CheckpointError
 from rollwatch.agents.metrics import GateSnapshot, Metrics
-from rollwatch.agents.ports import EngineFactory, GateReading, WorkflowEngine
-from rollwatch.agents.records import Outgoing, SourceRecord
+from rollwatch.agents.ports import EngineFactory, GateReading
+from rollwatch.agents.records import BoundedSet, Fold, Judgement, Outgoing, Slot, SourceRecord, Topics
 from rollwatch.commands import encode_command
 from rollwatch.errors import InvalidEventError
 from rollwatch.events import MAX_FUTURE_SKEW_MS, DecodedMessage, Event, Rejected, decode_message, reject_future
@@ -35,66 +34,6 @@ __all__ = ["BoundedSet", "Fold", "Judgement", "Runtime", "Slot", "Topics"]
 log = logging.getLogger(__name__)
 _partitioner = DefaultPartitioner()
 _TS = attrgetter("ts_ms")
-
-
-@dataclass(frozen=True, slots=True)
-class Topics:
-    telemetry: str
-    control: str
-    deadletter: str
-    releases: str
-    changelog: str
-
-
-@dataclass(slots=True)
-class Slot:
-    """One workflow's engine and its place in the telemetry log."""
-
-    workflow: str
-    engine: WorkflowEngine
-    home: int
-    applied: dict[int, int] = field(default_factory=dict)
-    ticket: bytes | None = None
-    """The ticket bytes last installed on *this* engine object (None after a restore)."""
-    pending: list[Event] = field(default_factory=list)
-    dirty: bool = False
-    """The engine holds events or decisions that no checkpoint written so far contains."""
-
-
-@dataclass(slots=True)
-class Fold:
-    """The result of folding one batch: dead letters to send and the workflows it touched."""
-
-    deadletters: list[Outgoing]
-    touched: list[Slot]
-    events: int = 0
-
-
-@dataclass(slots=True)
-class Judgement:
-    commands: list[Outgoing]
-    emitted: list[Slot]
-    breaches: list[int] = field(default_factory=list)
-    """Event time of the breaching event of each command: the caller observes detection latency once delivered."""
-
-
-class BoundedSet:
-    """The most recent ``limit`` keys, oldest forgotten first (a dict keeps insertion order)."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._keys: dict[str, None] = {}
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._keys
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def add(self, key: str) -> None:
-        self._keys[key] = None
-        if len(self._keys) > self._limit:
-            del self._keys[next(iter(self._keys))]
 
 
 def _group(events: list[Event]) -> Iterable[tuple[str, list[Event]]]:
