@@ -11,8 +11,9 @@ from typing import Any
 
 import orjson
 import pytest
+from faust.types import TP
 
-from rollwatch.agents.app import Pipeline, WorkerOptions
+from rollwatch.agents.app import Pipeline, QuietMonitor, WorkerOptions, _faust_config
 from rollwatch.agents.checkpoint import decode_checkpoint, encode_checkpoint
 from rollwatch.agents.cli import load_engine_factory
 from rollwatch.agents.deadletter import MAX_RAW, dead_letter
@@ -23,7 +24,7 @@ from rollwatch.agents.records import Outgoing, SourceRecord
 from rollwatch.agents.runtime import BoundedSet, Runtime, Topics
 from rollwatch.agents.tickets import TicketFeed
 from rollwatch.events import Event, encode_events
-from rollwatch.settings import load_settings
+from rollwatch.settings import Settings, load_settings
 from tests.agents.fake_engine import FakeEngine, FakeEngineFactory, command_id, ticket
 from tests.agents.harness import call
 
@@ -403,3 +404,15 @@ def test_the_timer_sweep_visits_every_workflow_in_turn_within_its_budget() -> No
     rt.fold([message(9, [call("e9", "wf-new")], partition=1)])
     assert [slot.workflow for slot in rt.sweep(60.0)] == ["wf-2", "wf-3", "wf-4"]
     assert [slot.workflow for slot in rt.sweep(60.0)] == [*names, "wf-new"]
+
+
+def test_the_worker_runs_faust_without_its_per_message_monitor(kafka_settings: Settings) -> None:
+    config = _faust_config(kafka_settings, WorkerOptions(), partitions=4)
+    monitor = config["monitor"]
+    assert isinstance(monitor, QuietMonitor)
+    tp = TP("tel", 0)
+    monitor.on_message_in(tp, 7, object())
+    monitor.on_stream_event_in(tp, 7, object(), object())
+    monitor.on_stream_event_out(tp, 7, object(), object(), None)
+    assert (monitor.messages_received_total, monitor.events_total, monitor.messages_active) == (0, 0, 0)
+
