@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import count
 from typing import Any, Final
 
 import orjson
@@ -450,26 +451,39 @@ MAX_FUTURE_SKEW_MS: Final = 5 * 60_000
 """How far ahead of the receiver's clock an event may be stamped before it is refused."""
 
 
-def reject_future(decoded: DecodedMessage, now_ms: int, skew_ms: int = MAX_FUTURE_SKEW_MS) -> DecodedMessage:
+def reject_future(
+    decoded: DecodedMessage, now_ms: int, skew_ms: int = MAX_FUTURE_SKEW_MS, *, batch: bool = False
+) -> DecodedMessage:
     """Move events stamped beyond ``now_ms + skew_ms`` to the rejected list.
 
     One event from a producer with a wrong clock (or milliseconds sent as seconds x
     1000) would advance a workflow's watermark to the future and make every honest
     event after it late. The streaming core has no clock, so the receiver that has one
     refuses such events at the door, with a reason, and they go to the dead letters.
+    With ``batch`` (the message was an array), each refusal names its item's index in
+    the batch, as the decoder's own rejections do.
     """
     limit = now_ms + skew_ms
     if all(e.ts_ms <= limit for e in decoded.events):
         return decoded
+    if batch:
+        # The kept events are the batch's items minus the rejected ones, in order.
+        skipped = {r.index for r in decoded.rejected if r.index is not None}
+        positions = (i for i in count() if i not in skipped)
+        indices: list[int | None] = [next(positions) for _ in decoded.events]
+    else:
+        indices = [None] * len(decoded.events)
     kept: list[Event] = []
     rejected = list(decoded.rejected)
-    for event in decoded.events:
+    for event, index in zip(decoded.events, indices, strict=True):
         if event.ts_ms <= limit:
             kept.append(event)
         else:
             ahead = (event.ts_ms - now_ms) / 1000
-            error = InvalidEventError("ts", f"is {ahead:.0f}s ahead of the receiver's clock (limit {skew_ms // 1000}s)")
-            rejected.append(Rejected(None, error, orjson.dumps(event_to_dict(event))))
+            field = "ts" if index is None else f"[{index}].ts"
+            problem = f"is {ahead:.0f}s ahead of the receiver's clock (limit {skew_ms // 1000}s)"
+            error = InvalidEventError(field, problem)
+            rejected.append(Rejected(index, error, orjson.dumps(event_to_dict(event))))
     return DecodedMessage(kept, rejected)
 
 

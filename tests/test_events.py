@@ -176,6 +176,10 @@ def test_events_stamped_in_the_future_are_rejected_with_a_reason() -> None:
     assert checked.rejected[0].error.field == "ts" and "3600s ahead" in checked.rejected[0].error.problem
     assert orjson.loads(checked.rejected[0].raw)["event_id"] == "ahead"
     assert reject_future(decoded, now + 3600_000) is decoded
+    # From a batch, a refusal names its item: counted among the batch's items, rejected ones too.
+    batch = orjson.dumps([call(event_id="bad", ts=-1), call(event_id="ok", ts=now / 1000), call(ts=now / 1000 + 3600)])
+    indexed = reject_future(decode_message(batch), now, batch=True)
+    assert [(r.index, r.error.field) for r in indexed.rejected] == [(0, "[0].ts"), (2, "[2].ts")]
 
 
 def test_a_batch_item_nested_too_deep_to_re_encode_costs_only_itself() -> None:

@@ -218,7 +218,7 @@ class Runtime:
         # Wall clock is the receiver's to own: events stamped far ahead would poison the watermark.
         # One C-level pass (max over attrgetter) decides; reject_future sorts the rare bad message.
         if decoded.events and max(map(_TS, decoded.events)) > now_ms + MAX_FUTURE_SKEW_MS:
-            return reject_future(decoded, now_ms)
+            return reject_future(decoded, now_ms, batch=record.value.lstrip()[:1] == b"[")
         return decoded
 
     def fold(self, records: Sequence[SourceRecord]) -> Fold:
