@@ -165,37 +165,5 @@ def fast_decode(raw: bytes) -> list[Event] | None:
     if type(decoded) is list:
         if not decoded or len(decoded) > MAX_BATCH:
             return None
-        record = _record
-        call = _Call
-        out: list[Event] = []
-        append = out.append
-        for w in decoded:
-            if type(w) is call:
-                append(
-                    CallEvent(
-                        w.event_id,
-                        int(w.ts * 1000 + 0.5),
-                        w.workflow,
-                        w.route,
-                        w.latency_ms,
-                        w.status,
-                        w.schema_valid,
-                        w.safety_blocked,
-                        w.task_success,
-                        w.cost_usd,
-                        w.arm,
-                        w.segment,
-                        w.trace_id,
-                        w.provider,
-                        w.model,
-                        w.prompt_version,
-                        w.input_tokens,
-                        w.output_tokens,
-                        w.tool_calls,
-                        w.quality_score,
-                    )
-                )
-            else:
-                append(record(w))
-        return out
+        return list(map(_record, decoded))
     return [_record(decoded)]
