@@ -9,8 +9,10 @@ lines are counted and reported, never fatal.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +96,28 @@ def iter_file_events(
             first += len(lines)
 
 
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run with the cyclic garbage collector mostly out of the way, as the worker does.
+
+    Replay allocates millions of short-lived records and dicts; at Python's default
+    threshold (700) the collector runs every few hundred events and walks the engine's
+    long-lived state each time it reaches the older generations. Freezing what exists
+    and collecting the young generation every 50,000 allocations made a 1e6-event replay
+    ~20% faster (measured in pairs in one process). The previous settings come back after.
+    """
+    before = gc.get_threshold()
+    caller_froze = gc.get_freeze_count() > 0
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        if not caller_froze:  # else the caller's frozen objects cannot be told apart: leave all frozen
+            gc.unfreeze()
+
+
 def replay_events(
     ticket: Ticket,
     chunks: Iterable[list[Event]],
@@ -106,7 +130,13 @@ def replay_events(
 
     Events of other workflows are counted and skipped: a ticket governs one workflow.
     """
-    report = report if report is not None else ReplayReport()
+    with _fewer_collections():
+        return _replay(ticket, chunks, every_ms, keep_samples, report if report is not None else ReplayReport())
+
+
+def _replay(
+    ticket: Ticket, chunks: Iterable[list[Event]], every_ms: int, keep_samples: bool, report: ReplayReport
+) -> ReplayReport:
     engine = Engine(ticket.workflow)
     engine.install(ticket)
     started = time.perf_counter()

@@ -3,6 +3,7 @@ numbers, and the CLI's timeline and JSON."""
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import orjson
@@ -44,6 +45,21 @@ def test_replay_catches_the_regression_in_either_line_form(ticket: Ticket, tmp_p
     decisions_a = [(e.decision.gate, e.decision.command_id) for e in a.timeline]
     decisions_b = [(e.decision.gate, e.decision.command_id) for e in b.timeline]
     assert decisions_a == decisions_b and ("json-failures", decisions_a[0][1]) in decisions_a
+
+
+def test_replay_gives_the_garbage_collector_back_as_it_found_it(ticket: Ticket, tmp_path: Path) -> None:
+    # Replay quiets the collector while it runs (allocation-heavy); the caller's settings return.
+    path = tmp_path / "plain.jsonl"
+    write(path, batched=False, bad_lines=False)
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        gc.unfreeze()  # whatever an earlier test froze: the replay must leave nothing frozen behind
+        assert replay_file(ticket, path).timeline
+        assert gc.get_threshold() == (700, 10, 10)
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.set_threshold(*before)
 
 
 def test_replay_cli_prints_a_timeline_and_json(tmp_path: Path) -> None:
