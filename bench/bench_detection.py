@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import heapq
 import json
 import os
 import re
@@ -40,7 +39,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -54,23 +52,13 @@ from rollwatch.broker import EmbeddedBroker, free_port  # noqa: E402
 from rollwatch.commands import decode_command  # noqa: E402
 from rollwatch.events import Event, encode_events  # noqa: E402
 from rollwatch.kafka import client_options, ensure_topics, make_producer  # noqa: E402
+from rollwatch.ops.traffic import in_time_order  # noqa: E402
 from rollwatch.settings import Settings, load_settings  # noqa: E402
 from rollwatch.synth import Traffic, generate  # noqa: E402
 from rollwatch.tickets.load import load_ticket, ticket_to_json  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "support-summary.ticket.yaml"
 STAGES = ("wait", "fold", "judge", "commands", "checkpoint", "ack")
-
-
-def in_time_order(events: Iterator[Event], slack_ms: int = 1001) -> Iterator[Event]:
-    """The generator's events sorted by event time (none is stamped more than ``slack_ms`` after a later one)."""
-    heap: list[tuple[int, int, Event]] = []
-    for n, event in enumerate(events):
-        heapq.heappush(heap, (event.ts_ms, n, event))
-        while heap[0][0] <= event.ts_ms - slack_ms:
-            yield heapq.heappop(heap)[2]
-    while heap:
-        yield heapq.heappop(heap)[2]
 
 
 async def send_paced(
