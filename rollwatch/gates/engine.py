@@ -51,8 +51,9 @@ from rollwatch.commands import (
     rfc3339,
 )
 from rollwatch.events import Event
+from rollwatch.gates.detector import DetectorBank
 from rollwatch.gates.errors import EngineStateError
-from rollwatch.gates.evaluate import Arms, evaluate_gate
+from rollwatch.gates.evaluate import Arms, detector_bank, evaluate_gate
 from rollwatch.gates.judge import JudgeMemory, judge
 from rollwatch.gates.promotion import evaluate_promotion
 from rollwatch.gates.result import ApplyStats, Decision, Emission, GateReading, GateResult
@@ -147,6 +148,8 @@ class Engine:
         self.segments: dict[str, WorkflowState] = {}
         self._by_segment = False
         self.memory = JudgeMemory()
+        self.detectors = DetectorBank()
+        """The gates' change detectors, reset with each ticket revision (see :mod:`rollwatch.gates.detector`)."""
         self.release_start_ms: int | None = None
         self.shadow = ShadowComparison()
         self.last_results: list[GateResult] = []
@@ -182,6 +185,7 @@ class Engine:
             segment_state.set_arms(control=ticket.control.route, candidate=ticket.candidate.route)
         if changed:
             self.release_start_ms = self.state.max_ts_ms
+            self.detectors = detector_bank(ticket)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -263,11 +267,11 @@ class Engine:
                 # Per segment once segments appear; workflow-wide while traffic carries none.
                 for name in sorted(self.segments):
                     source = self.segments[name]
-                    arms = Arms(source.candidate, source.control, ticket, start)
+                    arms = Arms(source.candidate, source.control, ticket, start, self.detectors, name)
                     results.append(replace(evaluate_gate(gate, arms, now_ms), segment=name))
                 continue
             source = self.segments[gate.segment] if gate.segment is not None else self.state
-            arms = Arms(source.candidate, source.control, ticket, start)
+            arms = Arms(source.candidate, source.control, ticket, start, self.detectors, gate.segment)
             results.append(replace(evaluate_gate(gate, arms, now_ms), segment=gate.segment))
         promotion = evaluate_promotion(ticket, Arms(self.state.candidate, self.state.control, ticket, start), now_ms)
         decisions = judge(ticket, results, self.memory, now_ms, promotion)
@@ -408,6 +412,7 @@ class Engine:
                 "workflow": self._workflow,
                 "ticket": base64.b64encode(self._ticket_raw).decode() if self.ticket is not None else None,
                 "memory": self.memory.to_dict(),
+                "detectors": self.detectors.to_dict(),
                 "release_start_ms": self.release_start_ms,
                 "next_judge_ms": self.next_judge_ms,
                 "segments": sorted(self.segments),
@@ -448,6 +453,8 @@ class Engine:
                 for segment_state in engine.segments.values():
                     segment_state.set_arms(control=engine.ticket.control.route, candidate=engine.ticket.candidate.route)
             engine.memory = JudgeMemory.from_dict(header["memory"])
+            if "detectors" in header:  # absent from older checkpoints: the detectors start afresh
+                engine.detectors = DetectorBank.from_dict(header["detectors"])
             engine.release_start_ms = header["release_start_ms"]
             engine.next_judge_ms = header.get("next_judge_ms")  # absent from older checkpoints
             engine.shadow = ShadowComparison.from_dict(header["shadow"])

@@ -26,7 +26,7 @@ __all__ = [
     "GateState",
 ]
 
-GateState: TypeAlias = Literal["breached", "healthy", "insufficient"]
+GateState: TypeAlias = Literal["breached", "suspect", "healthy", "insufficient"]
 DecisionKind: TypeAlias = Literal["rollback", "promote", "hold", "escalate"]
 
 
