@@ -56,7 +56,7 @@ from rollwatch.gates.errors import EngineStateError
 from rollwatch.gates.evaluate import Arms, detector_bank, evaluate_gate
 from rollwatch.gates.judge import JudgeMemory, judge
 from rollwatch.gates.promotion import evaluate_promotion
-from rollwatch.gates.result import ApplyStats, Decision, Emission, GateReading, GateResult
+from rollwatch.gates.result import ApplyStats, Decision, Emission, GateReading, GateResult, gate_json
 from rollwatch.gates.shadow import ShadowComparison
 from rollwatch.streams.config import StreamsConfig
 from rollwatch.streams.workflow_state import WorkflowState
@@ -355,23 +355,7 @@ class Engine:
             "routes": routes,
             "duplicates": self.state.duplicates,
             "shadow": self._shadow_status(),
-            "gates": [
-                {
-                    "gate": r.gate,
-                    "segment": r.segment,
-                    "kind": r.kind,
-                    "state": r.state,
-                    "metric": r.metric,
-                    "observed": r.observed,
-                    "threshold": r.threshold,
-                    "control": r.control,
-                    "window": r.window,
-                    "samples": dict(r.samples),
-                    "needed": dict(r.needed),
-                    "detail": r.detail,
-                }
-                for r in self.last_results
-            ],
+            "gates": [gate_json(r) for r in self.last_results],
             "last_decisions": [
                 {
                     "kind": d.kind,
