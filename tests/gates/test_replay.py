@@ -74,4 +74,7 @@ def test_replay_cli_prints_a_timeline_and_json(tmp_path: Path) -> None:
     data = orjson.loads(as_json.output)
     assert data["timeline"][0]["gate"] == "json-failures"
     assert data["timeline"][0]["result"]["state"] == "breached"
+    evidence = data["timeline"][0]["result"]["evidence"]
+    assert evidence["confirmed"] is True and evidence["log_e"] >= evidence["log_e_needed"] > 0
+    assert "evidence " in text.output and "(log e)" in text.output
     assert {g["gate"] for g in data["final"]} >= {"json-failures", "p95-latency"}
