@@ -215,7 +215,22 @@ class Engine:
         stats = self._fold(events[start:])
         return ApplyStats(applied + stats.applied, late + stats.late, duplicates + stats.duplicates)
 
+    def can_decide(self) -> bool:
+        """False while judging cannot decide anything: the candidate arm has seen no event yet.
+
+        Every gate reads the candidate, so until it has traffic each one reports
+        ``insufficient`` and the judge neither rolls back nor promotes (promotion needs every
+        gate healthy). Replay and the event-time grid skip those judgments: a recorded week
+        of control-only history would otherwise cost a judgment per minute of it.
+        """
+        if self.ticket is None:
+            return False
+        cand = self.state.candidate
+        return cand is not None and (cand.calls > 0 or cand.reviews > 0 or cand.complaints > 0)
+
     def _judge_on_event_time(self, at_ms: int) -> None:
+        if not self.can_decide():
+            return
         self._queued.extend(self._evaluate(at_ms))
         self._queued_decisions.extend(self.last_decisions)
 
