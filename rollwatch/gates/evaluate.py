@@ -44,7 +44,7 @@ from rollwatch.tickets.model import Ticket
 __all__ = ["Arms", "detector_bank", "evaluate_gate"]
 
 MAX_EVIDENCE = 20
-CONTROL_SPAN_MS: Final = 60 * 60_000
+CONTROL_SPAN_MS: Final = 15 * 60_000
 """The control's rate behind a two-arm null is measured over this trailing span (with a margin)."""
 SEGMENT_SHARES: Final = 8
 """A ``by_segment`` gate's share of alpha is split over this many segments (the engine's MAX_SEGMENTS)."""
@@ -121,18 +121,19 @@ def _ucb(hits: int, n: int) -> float:
     return p + 2 * math.sqrt(max(p * (1 - p), 1 / n) / n) + 1 / n
 
 
-def _control_ucb(route: RouteState | None, now_ms: int, counts: Counts, window: tuple[int, int]) -> float | None:
-    """The control's rate plus two standard errors, the larger of the last hour's and the ticket window's.
+def _control_ucb(route: RouteState | None, now_ms: int, counts: Counts) -> float | None:
+    """The control's rate over the last :data:`CONTROL_SPAN_MS`, plus two standard errors.
 
-    Both err on the lenient side: a two-arm null built on an underestimated control
-    would blame the candidate for noise, and one built on the hour alone would lag a
-    provider-wide incident that degrades the control too.
+    The margin errs on the lenient side: a two-arm null built on an underestimated
+    control would blame the candidate for noise. The span is short enough to follow a
+    provider-wide incident that degrades the control too, and long enough to hold
+    thousands of calls at ordinary traffic (the ticket's count window, a few hundred,
+    gives a margin as wide as the effects it should detect).
     """
     if route is None:
         return None
     hits, n = counts(route.window(CONTROL_SPAN_MS, now_ms + 1))
-    bounds = [_ucb(h, m) for h, m in ((hits, n), window) if m > 0]
-    return max(bounds) if bounds else None
+    return _ucb(hits, n) if n > 0 else None
 
 
 def _detect(
@@ -282,7 +283,7 @@ def _reviews(gate: ReviewRejectionGate, arms: Arms, now_ms: int) -> GateResult:
     rate_b = k_b / n_b if n_b else None
     over = rate_c is not None and rate_b is not None and rate_c - rate_b >= gate.worse_by_at_least
     # The null is the ticket's: the candidate is at most worse_by_at_least worse than the control.
-    ucb = _control_ucb(arms.control, now_ms, _review_counts, (k_b, n_b))
+    ucb = _control_ucb(arms.control, now_ms, _review_counts)
     p0 = None if ucb is None else ucb + gate.worse_by_at_least
     guard = _detect(gate, arms, now_ms, _review_counts, p0, rate_c)
     breached, suspect = _confirm(over, guard)
@@ -313,7 +314,7 @@ def _safety(gate: SafetyBlocksGate, arms: Arms, now_ms: int) -> GateResult:
     threshold = None if rate_b is None else gate.multiplier_at_least * max(rate_b, floor)
     over = rate_c is not None and threshold is not None and rate_c >= threshold
     # The null is the ticket's: the candidate blocks less than multiplier_at_least x the control (floored).
-    ucb = _control_ucb(arms.control, now_ms, _block_counts, (k_b, n_b))
+    ucb = _control_ucb(arms.control, now_ms, _block_counts)
     p0 = None if ucb is None else gate.multiplier_at_least * max(ucb, floor)
     guard = _detect(gate, arms, now_ms, _block_counts, p0, rate_c)
     breached, suspect = _confirm(over, guard)
