@@ -28,6 +28,8 @@ from rollwatch.agents.records import BoundedSet, Fold, Judgement, Outgoing, Slot
 from rollwatch.commands import encode_command
 from rollwatch.errors import InvalidEventError
 from rollwatch.events import MAX_FUTURE_SKEW_MS, DecodedMessage, Event, Rejected, decode_message, reject_future
+from rollwatch.trust import Keyring
+from rollwatch.trust.releases import ReleaseRefused, open_release
 
 __all__ = ["BoundedSet", "Fold", "Judgement", "Runtime", "Slot", "Topics"]
 
@@ -50,6 +52,10 @@ def _group(events: list[Event]) -> Iterable[tuple[str, list[Event]]]:
     return groups.items()
 
 
+def _now_text() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def _text(key: bytes | None) -> str:
     return key.decode("utf-8", "replace") if key else "unknown"
 
@@ -67,8 +73,15 @@ class Runtime:
         worker: str,
         max_command_ids: int = 100_000,
         apply_every: int = 8192,
+        keyring: Keyring | None = None,
     ) -> None:
         self.factory = factory
+        self.keyring = keyring if keyring is not None else Keyring()
+        """Keys trusted to sign release tickets; an unsigned or forged ticket is refused."""
+        self.releases: dict[str, tuple[str, int]] = {}
+        """Ticket id and revision in force per workflow (an older revision is a replay)."""
+        self.ticket_refusals: dict[str, dict[str, str]] = {}
+        """The last refused releases record per workflow (the ticket before it stays in force)."""
         self.apply_every = apply_every
         """Events decoded before they are handed to engines: bounds memory and GC work per batch."""
         self.topics = topics
@@ -435,12 +448,26 @@ class Runtime:
             workflow = record.key.decode("utf-8")
         except UnicodeDecodeError:
             return reject("the key of a release ticket must be a UTF-8 workflow name")
-        if record.value is None:
+        try:
+            release = open_release(record.key, record.value, self.keyring)
+            in_force = self.releases.get(workflow)
+            if in_force is not None and in_force[0] == release.ticket and release.revision < in_force[1]:
+                raise ReleaseRefused(
+                    "older_revision", f"{release.ticket} r{release.revision} is older than r{in_force[1]} in force"
+                )
+        except ReleaseRefused as exc:
+            self.ticket_refusals[workflow] = {"code": exc.code, "detail": str(exc), "at": _now_text()}
+            metrics.ticket_refusals.labels(exc.code).inc()
+            log.warning("ticket record for %r refused (%s); the one in force stays: %s", workflow, exc.code, exc)
+            return reject(f"ticket refused ({exc.code}): {exc}")
+        self.ticket_refusals.pop(workflow, None)
+        self.releases[workflow] = (release.ticket, release.revision)
+        if release.text is None:
             self.tickets.pop(workflow, None)
             metrics.tickets.labels("deleted").inc()
-            log.info("ticket of workflow %r deleted; its engine keeps the last one", workflow)
+            log.info("ticket of workflow %r retired by %s; its engine keeps the last one", workflow, release.author)
             return []
-        self.tickets[workflow] = record.value
+        self.tickets[workflow] = release.text
         if not self.recovered or not self.owns(workflow):
             # Mid-rebalance a fresh engine would shadow the checkpoint about to be restored;
             # on_recovered installs stored tickets on the engines it restores or creates.
@@ -449,14 +476,14 @@ class Runtime:
         slot = self.slots.get(workflow) or self._create(workflow, self.key_partition(workflow), install=False)
         if slot is None:
             return reject("no engine could be created for this workflow")
-        if slot.ticket == record.value:
+        if slot.ticket == release.text:
             metrics.tickets.labels("unchanged").inc()
             return []
         error = self._install_ticket(slot)
         if error is not None:
             return reject(str(error) or type(error).__name__, getattr(error, "field", None))
         metrics.tickets.labels("applied").inc()
-        log.info("ticket of workflow %r installed (%d bytes)", workflow, len(record.value))
+        log.info("ticket of workflow %r installed (%d bytes, by %s)", workflow, len(release.text), release.author)
         return []
 
     # -- observation -----------------------------------------------------------------------
@@ -494,12 +521,14 @@ class Runtime:
                 "applied": {str(p): o for p, o in sorted(slot.applied.items())},
                 "unsaved": slot.dirty,
                 "engine": engine,
+                "ticket_refused": self.ticket_refusals.get(workflow),
             }
         return {
             "worker": self.worker,
             "partitions": sorted(self.assigned or ()),
             "recovered": self.recovered,
             "tickets": sorted(self.tickets),
+            "ticket_refusals": dict(sorted(self.ticket_refusals.items())),
             "totals": dict(self.totals),
             "first_batch_at": self.first_batch_at,
             "last_batch_at": self.last_batch_at,

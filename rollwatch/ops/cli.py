@@ -198,6 +198,7 @@ def status_command(
     if as_json:
         doc = {
             "unreachable": report.unreachable,
+            "ticket_refusals": report.ticket_refusals,
             "workflows": [
                 {
                     "workflow": v.workflow,

@@ -26,6 +26,7 @@ from rollwatch.kafka import make_producer
 from rollwatch.settings import Settings
 from rollwatch.signing import sign_command
 from rollwatch.tickets import Ticket, load_ticket, ticket_to_json
+from tests.releases import signed_release
 
 __all__ = [
     "EXAMPLES",
@@ -97,7 +98,8 @@ async def publish_ticket(settings: Settings, ticket: Ticket) -> None:
     producer = make_producer(settings, linger_ms=0)
     await producer.start()
     try:
-        await producer.send_and_wait(settings.topic_releases, ticket_to_json(ticket), key=ticket.workflow.encode())
+        value = signed_release(settings, ticket.workflow, ticket_to_json(ticket))
+        await producer.send_and_wait(settings.topic_releases, value, key=ticket.workflow.encode())
     finally:
         await producer.stop()
 
