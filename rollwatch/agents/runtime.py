@@ -461,6 +461,7 @@ class Runtime:
             log.warning("ticket record for %r refused (%s); the one in force stays: %s", workflow, exc.code, exc)
             return reject(f"ticket refused ({exc.code}): {exc}")
         self.ticket_refusals.pop(workflow, None)
+        prior = self.releases.get(workflow)
         self.releases[workflow] = (release.ticket, release.revision)
         if release.text is None:
             self.tickets.pop(workflow, None)
@@ -481,10 +482,18 @@ class Runtime:
             return []
         error = self._install_ticket(slot)
         if error is not None:
+            self._forget_release(workflow, prior)
             return reject(str(error) or type(error).__name__, getattr(error, "field", None))
         metrics.tickets.labels("applied").inc()
         log.info("ticket of workflow %r installed (%d bytes, by %s)", workflow, len(release.text), release.author)
         return []
+
+    def _forget_release(self, workflow: str, prior: tuple[str, int] | None) -> None:
+        """A signed ticket the engine refused is not in force: the revision check keeps the one before."""
+        if prior is None:
+            self.releases.pop(workflow, None)
+        else:
+            self.releases[workflow] = prior
 
     # -- observation -----------------------------------------------------------------------
 
