@@ -131,7 +131,10 @@ async def publish(settings: Settings, *commands: RollbackCommand | bytes, key: s
     try:
         for cmd in commands:
             if isinstance(cmd, RollbackCommand):
-                await producer.send_and_wait(settings.topic_control, encode_command(cmd), key=cmd.workflow.encode())
+                # Stamped when it was issued, as the producer that issued it would have sent it.
+                sent = int(cmd.issued_at.timestamp() * 1000)
+                key = cmd.workflow.encode()
+                await producer.send_and_wait(settings.topic_control, encode_command(cmd), key=key, timestamp_ms=sent)
             else:
                 await producer.send_and_wait(settings.topic_control, cmd, key=(key or "x").encode())
     finally:

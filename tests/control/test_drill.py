@@ -92,7 +92,7 @@ async def test_the_drill_refuses_an_issuer_without_authority(topics: Settings) -
     support = topics.model_copy(
         update={"signing_key_id": "support-lead-key", "signing_key": SecretStr(PEOPLE["support-lead"][0])}
     )
-    with pytest.raises(DrillError, match="support-lead .owner of key 'support-lead-key'. may not drill"):
+    with pytest.raises(DrillError, match=r"support-lead \(owner of key 'support-lead-key'\) may not drill"):
         await run_drill(support, WF, deadline_s=0.5)
     with pytest.raises(DrillError, match="belongs to 'rollwatch-worker': sign with support-lead's own key"):
         await run_drill(topics, WF, principal="support-lead", deadline_s=0.5)

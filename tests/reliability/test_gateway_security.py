@@ -43,13 +43,16 @@ async def test_the_gateway_refuses_every_kind_of_bad_command_and_applies_a_repla
         ),
         "stale_ticket": signed(settings, command(ticket, "restore_route", route, revision=ticket.revision - 1)),
         "unauthorized": signed(settings, command(ticket, "disable_tools", {"ai.tools.enabled": False})),
-        "stranger": signed(settings, command(ticket, "restore_route", route, issued_by="mallory")),
+        # A trusted key whose command claims another author (sign_command would write the owner).
+        "stranger": signed(settings, command(ticket, "restore_route", route)).model_copy(
+            update={"issued_by": "mallory"}
+        ),
     }
     before = cache.flags(WF)
     for name, cmd in cases.items():
         assert await gateway.handle(encode_command(cmd), 0, 0) == "refused", name
         assert gateway.last_refusal is not None
-        code = {"wrong_secret": "bad_signature", "stranger": "unauthorized"}.get(name, name)
+        code = {"wrong_secret": "bad_signature", "stranger": "issuer_mismatch"}.get(name, name)
         assert gateway.last_refusal.code == code, (name, gateway.last_refusal)
         assert cache.flags(WF) == before, name
     assert await gateway.handle(b'{"command_id": "junk"}', 0, 1) is None  # malformed: refused, counted

@@ -119,11 +119,8 @@ async def settings(broker: EmbeddedBroker) -> AsyncIterator[Settings]:
 
 @pytest.fixture
 def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    assert settings.signing_key is not None  # the production engine signs with the test's key
     config = write_config(settings, tmp_path / "rollwatch.toml")
-    assert settings.signing_key is not None
-    with config.open("a", encoding="utf-8") as out:  # the production engine signs with the test's key
-        out.write(f'signing_key_id = "{settings.signing_key_id}"\n')
-        out.write(f'signing_key = "{settings.signing_key.get_secret_value()}"\n')
     process = WorkerProcess(config, f"rw-{uuid.uuid4().hex[:8]}", "w-behind", tmp_path / "w.log", engine=ENGINE)
     yield process
     process.kill()
