@@ -19,6 +19,7 @@ import heapq
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from rollwatch.events import Event, encode_events
@@ -27,10 +28,10 @@ from rollwatch.settings import Settings
 from rollwatch.synth import Traffic, generate
 from rollwatch.tickets.load import load_ticket_bytes
 from rollwatch.tickets.model import Ticket
-from rollwatch.trust import TrustError, signing_key_from_settings
-from rollwatch.trust.releases import ticket_record
+from rollwatch.trust import SigningKey, TrustError, signing_key_from_settings
+from rollwatch.trust.releases import retire_record, ticket_record
 
-__all__ = ["TrafficRun", "batches", "for_ticket", "publish_ticket", "release_value", "send_traffic"]
+__all__ = ["TrafficRun", "batches", "for_ticket", "publish_ticket", "release_value", "retire_ticket", "send_traffic"]
 
 T = TypeVar("T")
 
@@ -76,18 +77,20 @@ def for_ticket(traffic: Traffic, ticket: Ticket) -> Traffic:
     )
 
 
-def release_value(settings: Settings, ticket: Ticket, raw: bytes) -> bytes:
-    """The releases-topic record for ``raw`` (the ticket file as written), signed with this process's key.
-
-    Consumers refuse unsigned tickets, so a missing key fails here, where it can be fixed.
-    """
+def _release_key(settings: Settings) -> SigningKey:
+    """The release manager's key; consumers refuse unsigned tickets, so a missing key fails here."""
     key = signing_key_from_settings(settings)
     if key is None:
         raise TrustError(
             "publishing a ticket needs a release manager's key: set ROLLWATCH_SIGNING_KEY "
             "(and ROLLWATCH_SIGNING_KEY_ID; `rollwatch keys generate` makes one)"
         )
-    return ticket_record(raw, ticket, key)
+    return key
+
+
+def release_value(settings: Settings, ticket: Ticket, raw: bytes) -> bytes:
+    """The releases-topic record for ``raw`` (the ticket file as written), signed with this process's key."""
+    return ticket_record(raw, ticket, _release_key(settings))
 
 
 async def publish_ticket(settings: Settings, ticket: Ticket, raw: bytes) -> tuple[int, int]:
@@ -96,12 +99,21 @@ async def publish_ticket(settings: Settings, ticket: Ticket, raw: bytes) -> tupl
     The topic is compacted, so the newest ticket per workflow is the one workers, flag
     stores and gateways read at start. Returns the (partition, offset) it was written at.
     """
-    value = release_value(settings, ticket, raw)
+    return await _put_release(settings, ticket.workflow, release_value(settings, ticket, raw))
+
+
+async def retire_ticket(settings: Settings, ticket: Ticket) -> tuple[int, int]:
+    """Take ``ticket`` out of force with a signed retirement; the (partition, offset) written."""
+    value = retire_record(ticket.workflow, ticket.ticket, ticket.revision, _release_key(settings), datetime.now(UTC))
+    return await _put_release(settings, ticket.workflow, value)
+
+
+async def _put_release(settings: Settings, workflow: str, value: bytes) -> tuple[int, int]:
     await ensure_topics(settings)
     producer = make_producer(settings)
     await producer.start()
     try:
-        meta = await producer.send_and_wait(settings.topic_releases, value, key=ticket.workflow.encode())
+        meta = await producer.send_and_wait(settings.topic_releases, value, key=workflow.encode())
     finally:
         await producer.stop()
     return int(meta.partition), int(meta.offset)
