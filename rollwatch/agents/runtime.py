@@ -25,11 +25,12 @@ from rollwatch.agents.errors import CheckpointError
 from rollwatch.agents.metrics import GateSnapshot, Metrics
 from rollwatch.agents.ports import EngineFactory, GateReading
 from rollwatch.agents.records import BoundedSet, Fold, Judgement, Outgoing, Slot, SourceRecord, Topics
+from rollwatch.agents.releases import ReleaseGate
 from rollwatch.commands import encode_command
 from rollwatch.errors import InvalidEventError
 from rollwatch.events import MAX_FUTURE_SKEW_MS, DecodedMessage, Event, Rejected, decode_message, reject_future
 from rollwatch.trust import Keyring
-from rollwatch.trust.releases import ReleaseRefused, open_release
+from rollwatch.trust.releases import ReleaseRefused
 
 __all__ = ["BoundedSet", "Fold", "Judgement", "Runtime", "Slot", "Topics"]
 
@@ -52,10 +53,6 @@ def _group(events: list[Event]) -> Iterable[tuple[str, list[Event]]]:
     return groups.items()
 
 
-def _now_text() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 def _text(key: bytes | None) -> str:
     return key.decode("utf-8", "replace") if key else "unknown"
 
@@ -76,12 +73,8 @@ class Runtime:
         keyring: Keyring | None = None,
     ) -> None:
         self.factory = factory
-        self.keyring = keyring if keyring is not None else Keyring()
-        """Keys trusted to sign release tickets; an unsigned or forged ticket is refused."""
-        self.releases: dict[str, tuple[str, int]] = {}
-        """Ticket id and revision in force per workflow (an older revision is a replay)."""
-        self.ticket_refusals: dict[str, dict[str, str]] = {}
-        """The last refused releases record per workflow (the ticket before it stays in force)."""
+        self.releases = ReleaseGate(keyring)
+        """Only signed tickets (keys trusted for tickets) reach the engines; refusals are remembered."""
         self.apply_every = apply_every
         """Events decoded before they are handed to engines: bounds memory and GC work per batch."""
         self.topics = topics
@@ -449,20 +442,12 @@ class Runtime:
         except UnicodeDecodeError:
             return reject("the key of a release ticket must be a UTF-8 workflow name")
         try:
-            release = open_release(record.key, record.value, self.keyring)
-            in_force = self.releases.get(workflow)
-            if in_force is not None and in_force[0] == release.ticket and release.revision < in_force[1]:
-                raise ReleaseRefused(
-                    "older_revision", f"{release.ticket} r{release.revision} is older than r{in_force[1]} in force"
-                )
+            release = self.releases.admit(workflow, record.key, record.value)
         except ReleaseRefused as exc:
-            self.ticket_refusals[workflow] = {"code": exc.code, "detail": str(exc), "at": _now_text()}
             metrics.ticket_refusals.labels(exc.code).inc()
             log.warning("ticket record for %r refused (%s); the one in force stays: %s", workflow, exc.code, exc)
             return reject(f"ticket refused ({exc.code}): {exc}")
-        self.ticket_refusals.pop(workflow, None)
-        prior = self.releases.get(workflow)
-        self.releases[workflow] = (release.ticket, release.revision)
+        prior = self.releases.took(workflow, release)
         if release.text is None:
             self.tickets.pop(workflow, None)
             metrics.tickets.labels("deleted").inc()
@@ -482,18 +467,11 @@ class Runtime:
             return []
         error = self._install_ticket(slot)
         if error is not None:
-            self._forget_release(workflow, prior)
+            self.releases.undo(workflow, prior)
             return reject(str(error) or type(error).__name__, getattr(error, "field", None))
         metrics.tickets.labels("applied").inc()
         log.info("ticket of workflow %r installed (%d bytes, by %s)", workflow, len(release.text), release.author)
         return []
-
-    def _forget_release(self, workflow: str, prior: tuple[str, int] | None) -> None:
-        """A signed ticket the engine refused is not in force: the revision check keeps the one before."""
-        if prior is None:
-            self.releases.pop(workflow, None)
-        else:
-            self.releases[workflow] = prior
 
     # -- observation -----------------------------------------------------------------------
 
@@ -530,14 +508,14 @@ class Runtime:
                 "applied": {str(p): o for p, o in sorted(slot.applied.items())},
                 "unsaved": slot.dirty,
                 "engine": engine,
-                "ticket_refused": self.ticket_refusals.get(workflow),
+                "ticket_refused": self.releases.refusals.get(workflow),
             }
         return {
             "worker": self.worker,
             "partitions": sorted(self.assigned or ()),
             "recovered": self.recovered,
             "tickets": sorted(self.tickets),
-            "ticket_refusals": dict(sorted(self.ticket_refusals.items())),
+            "ticket_refusals": dict(sorted(self.releases.refusals.items())),
             "totals": dict(self.totals),
             "first_batch_at": self.first_batch_at,
             "last_batch_at": self.last_batch_at,
