@@ -133,8 +133,9 @@ async def publish(settings: Settings, *commands: RollbackCommand | bytes, key: s
             if isinstance(cmd, RollbackCommand):
                 # Stamped when it was issued, as the producer that issued it would have sent it.
                 sent = int(cmd.issued_at.timestamp() * 1000)
-                key = cmd.workflow.encode()
-                await producer.send_and_wait(settings.topic_control, encode_command(cmd), key=key, timestamp_ms=sent)
+                await producer.send_and_wait(
+                    settings.topic_control, encode_command(cmd), key=cmd.workflow.encode(), timestamp_ms=sent
+                )
             else:
                 await producer.send_and_wait(settings.topic_control, cmd, key=(key or "x").encode())
     finally:

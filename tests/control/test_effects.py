@@ -17,7 +17,7 @@ NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 
 def _code(ticket: Ticket, action: str, flags: dict[str, Any], percent: float | None, **kw: Any) -> str | None:
-    current = {**candidate_flags(ticket)}
+    current: dict[str, object] = {str(name): value for name, value in candidate_flags(ticket).items()}
     if percent is not None:
         current["ai.rollout.percent"] = percent
     refusal = effect_refusal(ticket, command(ticket, action, flags, **kw), current)

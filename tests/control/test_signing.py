@@ -20,6 +20,7 @@ from rollwatch.settings import Settings
 from rollwatch.signing import SignatureError, legacy_bytes, sign_command, verify_command
 from rollwatch.tickets import Ticket
 from rollwatch.trust import (
+    PURPOSES,
     Keyring,
     KeyringError,
     Purpose,
@@ -171,8 +172,8 @@ def test_keys_come_from_settings_in_development_mode() -> None:
     assert (keys["worker"].key.alg, keys["ops"].key.alg) == ("hmac-sha256", "ed25519")
     # The own key is trusted for everything under ROLLWATCH_PRINCIPAL; the older verify_keys
     # entries sign commands only, as the principal named like the key id.
-    assert (keys["worker"].principal, keys["worker"].may_sign) == (settings.principal, {"commands", "tickets", "flags"})
-    assert (keys["ops"].principal, keys["ops"].may_sign) == ("ops", {"commands"})
+    assert (keys["worker"].principal, keys["worker"].may_sign) == (settings.principal, frozenset(PURPOSES))
+    assert (keys["ops"].principal, sorted(keys["ops"].may_sign)) == ("ops", ["commands"])
     ed_settings = Settings(signing_key_id="ed", signing_key=SecretStr(private))
     assert keyring_from_settings(ed_settings)["ed"].key == parse_verify_key(public)
     assert SECRET not in repr(keys) and SECRET not in repr(parse_signing_key("k", SECRET))
@@ -207,7 +208,7 @@ def test_a_keyring_file_says_who_owns_each_key_and_what_it_may_sign(
         },
     )
     keys = load_keyring(path)
-    assert (keys["w1"].principal, keys["w1"].may_sign) == ("rollwatch-worker", {"commands"})
+    assert (keys["w1"].principal, sorted(keys["w1"].may_sign)) == ("rollwatch-worker", ["commands"])
     assert keys["fs1"].key == parse_verify_key(SECRET)
     # A process whose key the file lists signs as the file's principal, whatever ROLLWATCH_PRINCIPAL says.
     settings = Settings(signing_key_id="w1", signing_key=SecretStr(private), keyring_file=path, principal="someone")

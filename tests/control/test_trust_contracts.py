@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ def test_a_keyring_the_consumers_load_is_valid_and_bad_ones_fail_both(
     KEYRING.validate(good)
     assert len(load_keyring(good_path)) == len(good["principals"])
     broken: list[dict[str, Any]] = []
-    for mutate in (
+    mutations: list[Callable[[dict[str, Any]], object]] = [
         lambda d: d["principals"][0].update(may_sign=["everything"]),
         lambda d: d["principals"][0].update(may_sign=[]),
         lambda d: d["principals"][1]["keys"][0].update(secret_env="X"),  # both a public key and a secret
@@ -37,7 +38,8 @@ def test_a_keyring_the_consumers_load_is_valid_and_bad_ones_fail_both(
         lambda d: d["principals"][1]["keys"][0].update(public_key="rsa:AAAA"),
         lambda d: d.update(format="rollwatch.keyring/v2"),
         lambda d: d["principals"][0].update(colour="red"),
-    ):
+    ]
+    for mutate in mutations:
         doc = copy.deepcopy(good)
         mutate(doc)
         broken.append(doc)

@@ -49,6 +49,7 @@ from rollwatch.replay import replay_events
 from rollwatch.settings import Settings
 from rollwatch.synth import Traffic, generate
 from rollwatch.tickets import Ticket, ticket_to_json
+from rollwatch.trust import Keyring
 from tests.agents.harness import WorkerProcess, produce, read_topic, wait_until, write_config
 from tests.control.helpers import AckReader, example_ticket
 from tests.reliability.conftest import control_settings_for
@@ -223,7 +224,7 @@ def test_an_engine_fed_an_old_backlog_at_once_decides_as_replay_and_issues_on_th
     events = blip(ticket, wall_ms, behind_ms=65 * 60_000)
     expected = replayed({BLIP: ticket}, {BLIP: events})
     assert [(wf, gate) for wf, gate, _, _ in expected.values()] == [(BLIP, "json-failures")]
-    checker = CommandChecker({}, TicketBook())
+    checker = CommandChecker(Keyring(), TicketBook())
     checker.tickets.put(ticket)
     wall = datetime.fromtimestamp(wall_ms / 1000, UTC)
     # What EngineFactoryImpl builds for the worker, with the clock pinned.
