@@ -179,6 +179,8 @@ class FlagStore:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._redis_dirty: set[str] = set()
+        self._flags_dirty: set[str] = set()
+        """Workflows whose ticket changed: their flags document (flags in force) is republished."""
         self.reset_watch: ResetWatch | None = None
 
     # -- reading state -------------------------------------------------------------------------
@@ -195,6 +197,17 @@ class FlagStore:
         if state is None:
             return base
         return state.effective(segment, base)
+
+    def ticket_ref(self, workflow: str) -> dict[str, Any] | None:
+        """The ticket in force as the flags document names it: id, revision and bucketing scheme."""
+        ticket = self.tickets.get(workflow)
+        if ticket is None:
+            return None
+        return {"ticket": ticket.ticket, "revision": ticket.revision, "bucketing": ticket.canary.bucketing}
+
+    def document(self, state: WorkflowFlags) -> bytes:
+        """The signed flags document of ``state``, with the flags in force and the ticket."""
+        return state.to_json(self.signer, self.base(state.workflow), self.ticket_ref(state.workflow))
 
     def known_workflows(self) -> list[str]:
         return sorted(set(self.book.workflows) | set(self.tickets.workflows()))
@@ -271,6 +284,9 @@ class FlagStore:
                         except Exception:  # a bug must not wedge the control plane on one message
                             log.exception("flag store %s: failed on %s@%d; skipped", self.name, tp, record.offset)
                         await self._commit(tp, record.offset + 1)
+            for workflow in sorted(self._flags_dirty):
+                self._flags_dirty.discard(workflow)
+                await self._publish_state(self.book.get(workflow) or WorkflowFlags(workflow))
             for workflow in list(self._redis_dirty):
                 await self._sync_redis(workflow)
 
@@ -297,6 +313,7 @@ class FlagStore:
             self._redis_dirty.add(record.key.decode("utf-8", "replace"))
         if ticket is not None:
             self._redis_dirty.add(ticket.workflow)
+            self._flags_dirty.add(ticket.workflow)
             log.info(
                 "flag store %s: ticket %s r%d in force for %r",
                 self.name,
@@ -363,14 +380,14 @@ class FlagStore:
     def signed_layers(self, workflow: str) -> dict[str, Any] | None:
         """The workflow's flags document as it is (or would be) on the flags topic, signed."""
         state = self.book.get(workflow)
-        return orjson.loads(state.to_json(self.signer)) if state is not None else None
+        return orjson.loads(self.document(state)) if state is not None else None
 
     async def _publish_state(self, state: WorkflowFlags) -> None:
         assert self._producer is not None
         sent = await send_retrying(
             self._producer,
             self.settings.topic_flags,
-            state.to_json(self.signer),
+            self.document(state),
             state.workflow.encode(),
             lambda: self._stopping,
             lambda exc: log.error("flag store %s: cannot write flags of %r: %s", self.name, state.workflow, exc),
