@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rollwatch.gateway.bucketing import bucket, in_canary
 from rollwatch.trust import Keyring, TrustedKey, parse_verify_key, verify_document
@@ -21,7 +21,7 @@ from tests.conftest import schema_validator
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "control-protocol.md"
 BLOCK = re.compile(r"(<!-- example: (?P<schema>[\w.-]+) -->\n)?```json\n(?P<body>.*?)\n```", re.S)
-KINDS = {
+KINDS: dict[str, Literal["commands", "tickets", "flags"]] = {
     "rollback-command.v1.json": "commands",
     "release-envelope.v1.json": "tickets",
     "flags-document.v1.json": "flags",
