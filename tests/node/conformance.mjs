@@ -6,6 +6,9 @@
 //                                             also consume TOPIC from the start and verify the command
 //                                             COMMAND_ID, signed by KEY_ID with the HMAC secret in
 //                                             $ROLLWATCH_NODE_HMAC_SECRET
+//   node conformance.mjs --ofrep BASE_URL WORKFLOW SEGMENT TARGETING_KEY
+//                                             also evaluate every flag through the OpenFeature server SDK
+//                                             with the stock npm OFREP provider against the flag store
 //
 // Prints one JSON line of counts; exits 1 on the first mismatch (with what and where).
 import { createHash, createHmac, createPublicKey, timingSafeEqual, verify } from 'node:crypto';
@@ -141,10 +144,41 @@ async function checkLive(bootstrap, topic, commandId, keyId) {
   return { command_id: document.command_id, workflow: document.workflow, action: document.action };
 }
 
+// --- OpenFeature through the stock OFREP provider ----------------------------------------------------
+async function evaluateOfrep(baseUrl, workflow, segment, targetingKey) {
+  const { OpenFeature } = await import('@openfeature/server-sdk');
+  const { OFREPProvider } = await import('@openfeature/ofrep-provider');
+  await OpenFeature.setProviderAndWait(new OFREPProvider({ baseUrl }));
+  const client = OpenFeature.getClient();
+  const context = { targetingKey, workflow, ...(segment ? { segment } : {}) };
+  const details = {
+    'ai.route.provider': await client.getStringDetails('ai.route.provider', 'none', context),
+    'ai.route.mode': await client.getStringDetails('ai.route.mode', 'none', context),
+    'ai.prompt.version': await client.getStringDetails('ai.prompt.version', 'none', context),
+    'ai.tools.enabled': await client.getBooleanDetails('ai.tools.enabled', false, context),
+    'ai.action.mode': await client.getStringDetails('ai.action.mode', 'none', context),
+    'ai.rollout.percent': await client.getNumberDetails('ai.rollout.percent', -1, context),
+    'ai.rollout.canary': await client.getBooleanDetails('ai.rollout.canary', false, context),
+    'ai.unknown': await client.getStringDetails('ai.unknown', 'fallback', context),
+  };
+  await OpenFeature.close();
+  return Object.fromEntries(
+    Object.entries(details).map(([key, d]) => [
+      key,
+      { value: d.value, reason: d.reason, variant: d.variant ?? null, errorCode: d.errorCode ?? null,
+        metadata: d.flagMetadata },
+    ]),
+  );
+}
+
 const result = { signing_cases: checkSigning(), bucket_decisions: checkBucketing() };
 const args = process.argv.slice(2);
 if (args[0] === '--live') {
   if (args.length !== 5) fail('usage: --live BOOTSTRAP TOPIC COMMAND_ID KEY_ID');
   result.live = await checkLive(args[1], args[2], args[3], args[4]);
+}
+if (args[0] === '--ofrep') {
+  if (args.length !== 5) fail('usage: --ofrep BASE_URL WORKFLOW SEGMENT TARGETING_KEY');
+  result.ofrep = await evaluateOfrep(args[1], args[2], args[3], args[4]);
 }
 console.log(JSON.stringify(result));
