@@ -266,6 +266,8 @@ class Runtime:
             if not decoded.events:
                 continue
             for workflow, events in _group(decoded.events):
+                if self.key_partition(workflow) != record.partition:  # docs/control-protocol.md, Partitioning
+                    metrics.misrouted.labels(metrics.workflow(workflow)).inc(len(events))
                 slot = self.slots.get(workflow) or self._create(workflow, record.partition)
                 if slot is None:
                     continue
