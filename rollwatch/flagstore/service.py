@@ -39,6 +39,7 @@ from rollwatch.flagstore.state import FlagBook, FlagMap, WorkflowFlags, decode_s
 from rollwatch.flagstore.topics import (
     ResetWatch,
     close_clients,
+    getmany_skipping,
     make_consumer,
     partitions_of,
     read_to_end,
@@ -166,6 +167,12 @@ class FlagStore:
             "rollwatch_flagstore_redis_errors", "Failed writes of flags to Redis", registry=self.registry
         )
         self.workflows = Gauge("rollwatch_flagstore_workflows", "Workflows with flags", registry=self.registry)
+        self.undecodable = Counter(
+            "rollwatch_flagstore_undecodable_batches",
+            "Record batches the flag store could not decode (codec, CRC, corrupt bytes) and skipped",
+            ["topic"],
+            registry=self.registry,
+        )
         self.refused_documents = Counter(
             "rollwatch_flagstore_documents_refused",
             "Release tickets and flag documents refused (unsigned, forged, untrusted key, older revision)",
@@ -265,7 +272,7 @@ class FlagStore:
         await watch.check()
         while True:
             try:
-                batches = await consumer.getmany(timeout_ms=200)
+                batches = await getmany_skipping(consumer, self._releases + self._control, 200, self._skipped)
             except KafkaError:
                 log.exception("flag store %s: fetch failed; retrying", self.name)
                 await asyncio.sleep(0.5)
@@ -289,6 +296,11 @@ class FlagStore:
                 await self._publish_state(self.book.get(workflow) or WorkflowFlags(workflow))
             for workflow in list(self._redis_dirty):
                 await self._sync_redis(workflow)
+
+    def _skipped(self, tp: TopicPartition, offset: int, exc: BaseException) -> None:
+        """A record batch nobody can decode: counted and stepped over, so one producer cannot stop the store."""
+        self.undecodable.labels(tp.topic).inc()
+        log.error("flag store %s: skipped undecodable %s[%d]@%d: %s", self.name, tp.topic, tp.partition, offset, exc)
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         assert self._consumer is not None
