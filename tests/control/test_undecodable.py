@@ -8,6 +8,7 @@ on such a batch; before issue 15 the flag store's loop died on it.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import AsyncIterator
 
@@ -16,8 +17,11 @@ from aiokafka import AIOKafkaClient, TopicPartition
 from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.util import calc_crc32c
+from prometheus_client import CollectorRegistry
 
+from rollwatch.flagstore.latency import AckMonitor, ApplyLatency
 from rollwatch.flagstore.service import FlagStore
+from rollwatch.gateway import ControlSubscriber, FlagCache
 from rollwatch.kafka import client_options
 from rollwatch.settings import Settings
 from rollwatch.tickets import Ticket
@@ -62,8 +66,29 @@ async def store(topics: Settings) -> AsyncIterator[FlagStore]:
         await flag_store.stop()
 
 
-async def test_the_flag_store_skips_an_undecodable_batch_and_applies_the_next_command(
+async def test_flag_store_gateway_and_ack_monitor_skip_an_undecodable_batch_and_apply_the_next_command(
     store: FlagStore, topics: Settings, ticket: Ticket
+) -> None:
+    latency = ApplyLatency(CollectorRegistry(), deadline_s=30.0)
+    monitor = AckMonitor(topics, latency)
+    cache = FlagCache()
+    gateway = ControlSubscriber(topics, cache, consumer_name="gateway-u")
+    await monitor.start()
+    await gateway.start()
+    try:
+        await _skip_and_apply(store, gateway, cache, latency, topics, ticket)
+    finally:
+        await gateway.stop()
+        await monitor.stop()
+
+
+async def _skip_and_apply(
+    store: FlagStore,
+    gateway: ControlSubscriber,
+    cache: FlagCache,
+    latency: ApplyLatency,
+    topics: Settings,
+    ticket: Ticket,
 ) -> None:
     first = signed(topics, command(ticket, "set_route_mode", {"ai.route.mode": "async"}))
     async with AckReader(topics) as acks:
@@ -74,6 +99,8 @@ async def test_the_flag_store_skips_an_undecodable_batch_and_applies_the_next_co
         later = signed(topics, command(ticket, "set_route_mode", {"ai.route.mode": "batch"}))
         await publish(topics, later)
         assert (await acks.wait_for(later.command_id, "flagstore", timeout=20)).status == "applied"
+        # The gateway may have merged the flag store's document first: then the command is a duplicate to it.
+        assert (await acks.wait_for(later.command_id, "gateway-u", timeout=20)).status in ("applied", "duplicate")
     assert store._task is not None and not store._task.done()
     assert store.effective(ticket.workflow) is not None
     assert (store.effective(ticket.workflow) or {})["ai.route.mode"] == "batch"
@@ -81,3 +108,10 @@ async def test_the_flag_store_skips_an_undecodable_batch_and_applies_the_next_co
         "rollwatch_flagstore_undecodable_batches_total", {"topic": topics.topic_control}
     )
     assert skipped == topics.control_partitions
+    assert gateway.counts["undecodable"] == topics.control_partitions
+    assert cache.flags(ticket.workflow, None)["ai.route.mode"] == "batch"
+    for _ in range(100):  # the monitor reads the control topic from where it started: all four batches
+        if latency.undecodable.labels(topics.topic_control)._value.get() == topics.control_partitions:
+            break
+        await asyncio.sleep(0.05)
+    assert latency.undecodable.labels(topics.topic_control)._value.get() == topics.control_partitions
