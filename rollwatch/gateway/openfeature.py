@@ -93,8 +93,10 @@ class RollwatchProvider(AbstractProvider):
                     default, ErrorCode.TARGETING_KEY_MISSING, "needs a targeting_key", Reason.ERROR
                 )
             percent = flags.get("ai.rollout.percent", 0.0)
+            ticket = self.cache.ticket(workflow)
+            scheme = ticket.canary.bucketing if ticket is not None else self.bucketing
             value: Any = in_canary(
-                workflow, context.targeting_key, float(percent) if _is_number(percent) else 0.0, self.bucketing
+                workflow, context.targeting_key, float(percent) if _is_number(percent) else 0.0, scheme
             )
             reason = Reason.SPLIT
         elif key in flags:

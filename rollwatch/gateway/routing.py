@@ -45,7 +45,7 @@ class WorkflowRoutes:
     shadow: bool = False
     """Also run the other slot on every request, off the response path (seed 2, pattern 3)."""
     bucketing: Bucketing = DEFAULT_BUCKETING
-    """The ticket's ``canary.bucketing``: how users are split between blue and green."""
+    """How users are split between blue and green when no ticket is in force (else the ticket's)."""
 
     def route(self, name: str) -> RouteSpec | None:
         if name == self.blue.name:
@@ -83,8 +83,10 @@ def decide(
     user_key: str,
     segment: str | None = None,
     control_prompt: str | None = None,
+    bucketing: Bucketing | None = None,
 ) -> RouteDecision:
-    """The decision for one request; ``control_prompt`` is blue's prompt when its route names none."""
+    """The decision for one request; ``control_prompt`` is blue's prompt when its route names none,
+    ``bucketing`` the ticket's ``canary.bucketing`` (``routes.bucketing`` without a ticket)."""
     blue = routes.blue
     percent_value = flags.get("ai.rollout.percent", 0.0)
     percent = (
@@ -94,7 +96,7 @@ def decide(
     green = routes.route(green_name)
     unknown = None if green is not None else green_name
     blue_prompt = blue.prompt_version or control_prompt or _text(flags, "ai.prompt.version", None)
-    user_bucket = bucket(routes.workflow, user_key, routes.bucketing)
+    user_bucket = bucket(routes.workflow, user_key, bucketing or routes.bucketing)
     if green is None:
         green, green_prompt, on_green = blue, blue_prompt, False
     else:
