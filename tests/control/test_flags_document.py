@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -22,15 +21,6 @@ pytestmark = pytest.mark.integration
 
 SCHEMA = schema_validator("flags-document.v1.json")
 
-
-@pytest.fixture
-async def store(topics: Settings) -> AsyncIterator[FlagStore]:
-    flag_store = FlagStore(topics)
-    await flag_store.start()
-    try:
-        yield flag_store
-    finally:
-        await flag_store.stop()
 
 
 async def _documents(settings: Settings) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaClient, TopicPartition
@@ -55,15 +54,6 @@ async def produce_raw(settings: Settings, topic: str, partition: int, batch: byt
     finally:
         await client.close()
 
-
-@pytest.fixture
-async def store(topics: Settings) -> AsyncIterator[FlagStore]:
-    flag_store = FlagStore(topics)
-    await flag_store.start()
-    try:
-        yield flag_store
-    finally:
-        await flag_store.stop()
 
 
 async def test_flag_store_gateway_and_ack_monitor_skip_an_undecodable_batch_and_apply_the_next_command(
