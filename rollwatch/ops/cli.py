@@ -270,7 +270,7 @@ def traffic_command(
         bool,
         typer.Option(
             "--publish-ticket/--no-publish-ticket",
-            help="Put --ticket in force first; off when a release manager publishes it (traffic writes telemetry only).",
+            help="Put --ticket in force first; off when a release manager publishes it (telemetry only).",
         ),
     ] = True,
     workflow: Annotated[str, typer.Option(help="Workflow (without --ticket).")] = "support-summary",

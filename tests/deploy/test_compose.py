@@ -228,7 +228,7 @@ def test_rollwatch_services_authenticate_as_their_own_user_and_their_settings_lo
             assert settings.redis_url.endswith("@redis:6379/0")
     # No two services share a password variable, except the two workers (one user).
     by_var: dict[str, set[str]] = {}
-    for name, (user, var) in KAFKA_USERS.items():
+    for user, var in KAFKA_USERS.values():
         by_var.setdefault(var, set()).add(user)
     assert all(len(users) == 1 for users in by_var.values())
     assert len({var for _, var in KAFKA_USERS.values()}) == 5
@@ -293,9 +293,7 @@ def _allowed(user: str, operation: str, resource: str, name: str) -> bool:
     for u, op, res, pattern, pat_name in _acls():
         if u != user or res != resource or op not in (implied | {"All"}):
             continue
-        if (pattern == "literal" and (pat_name == name or pat_name == "*")) or (
-            pattern == "prefixed" and name.startswith(pat_name)
-        ):
+        if (pattern == "literal" and pat_name in (name, "*")) or (pattern == "prefixed" and name.startswith(pat_name)):
             return True
     return False
 
@@ -331,8 +329,9 @@ def test_acls_let_only_the_right_service_write_each_topic(compose: dict[str, Any
     assert _allowed("rollwatch-flagstore", "Read", "group", "rollwatch.flagstore.flagstore")
     assert not _allowed("rollwatch-traffic", "Read", "group", "rollwatch-worker")
     # faust's changelog and leader topics belong to the workers alone.
+    changelog = "rollwatch-worker-gates-changelog"
     for op in ("Create", "Read", "Write"):
-        assert {u for u in users if _allowed(u, op, "topic", "rollwatch-worker-gates-changelog")} == {"rollwatch-worker"}
+        assert {u for u in users if _allowed(u, op, "topic", changelog)} == {"rollwatch-worker"}, op
     # Every process can see the topics it checks at start.
     assert all(_allowed(u, "Describe", "topic", t) for u in users for t in defaults.values())
 
