@@ -323,7 +323,9 @@ def test_acls_let_only_the_right_service_write_each_topic(compose: dict[str, Any
     readers = {topic: {u for u in users if _allowed(u, "Read", "topic", topic)} for topic in defaults.values()}
     assert readers["rollwatch.telemetry"] == {"rollwatch-worker"}
     assert readers["rollwatch.releases"] == {"rollwatch-worker", "rollwatch-flagstore"}
-    assert readers["rollwatch.control"] == {"rollwatch-flagstore"}
+    # Workers read commands, acks and dead letters too: `rollwatch tail` and `drill` run in their container.
+    assert readers["rollwatch.control"] == {"rollwatch-flagstore", "rollwatch-worker"}
+    assert readers["rollwatch.acks"] == {"rollwatch-flagstore", "rollwatch-worker"}
     assert readers["rollwatch.flags"] == {"rollwatch-flagstore"}
     assert _allowed("rollwatch-worker", "Read", "group", "rollwatch-worker")
     assert _allowed("rollwatch-flagstore", "Read", "group", "rollwatch.flagstore.flagstore")
