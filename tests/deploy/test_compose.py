@@ -322,7 +322,8 @@ def test_acls_let_only_the_right_service_write_each_topic(compose: dict[str, Any
     # What each reads, and the consumer groups they join.
     readers = {topic: {u for u in users if _allowed(u, "Read", "topic", topic)} for topic in defaults.values()}
     assert readers["rollwatch.telemetry"] == {"rollwatch-worker"}
-    assert readers["rollwatch.releases"] == {"rollwatch-worker", "rollwatch-flagstore"}
+    assert readers["rollwatch.releases"] == {"rollwatch-worker", "rollwatch-flagstore", "rollwatch-release"}
+    assert not any(_allowed("rollwatch-traffic", "Read", "topic", t) for t in defaults.values())
     # Workers read commands, acks and dead letters too: `rollwatch tail` and `drill` run in their container.
     assert readers["rollwatch.control"] == {"rollwatch-flagstore", "rollwatch-worker"}
     assert readers["rollwatch.acks"] == {"rollwatch-flagstore", "rollwatch-worker"}
