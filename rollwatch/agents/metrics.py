@@ -128,6 +128,12 @@ class Metrics:
             registry=r,
         )
         self.deadletters = Counter("rollwatch_deadletters", "Dead-letter records produced", ["source"], registry=r)
+        self.misrouted = Counter(
+            "rollwatch_telemetry_misrouted",
+            "Telemetry events on a partition other than murmur2(workflow): the producer's partitioner is not Java's",
+            ["workflow"],
+            registry=r,
+        )
         self.decisions = Counter(
             "rollwatch_decisions", "Emissions returned by engines", ["workflow", "action"], registry=r
         )
