@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +16,7 @@ import typer
 
 from rollwatch import __version__
 from rollwatch.agents.cli import worker
-from rollwatch.errors import RollwatchError
+from rollwatch.console import run_app
 from rollwatch.flagstore.cli import drill_command, flagstore_command
 from rollwatch.ops.cli import status_command, tail_command, ticket_publish_command, traffic_command
 from rollwatch.replay_cli import replay
@@ -126,8 +125,4 @@ def demo(
 
 
 def main() -> None:
-    try:
-        app()
-    except RollwatchError as exc:
-        typer.secho(f"rollwatch: {exc}", err=True, fg=typer.colors.RED)
-        sys.exit(2)
+    run_app(app, "rollwatch")

@@ -18,7 +18,6 @@ import gc
 import importlib
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,7 +27,7 @@ from aiokafka import AIOKafkaConsumer
 from rollwatch.agents.app import DEFAULT_GROUP, WorkerOptions, build_app
 from rollwatch.agents.errors import EngineSpecError
 from rollwatch.agents.ports import EngineFactory
-from rollwatch.errors import RollwatchError
+from rollwatch.console import run_app
 from rollwatch.kafka import client_options, ensure_topics
 from rollwatch.settings import Settings, load_settings
 
@@ -176,8 +175,4 @@ worker_app.command()(worker)
 
 def main() -> None:
     """Entry point of ``python -m rollwatch.agents``."""
-    try:
-        worker_app()
-    except RollwatchError as exc:
-        typer.secho(f"rollwatch worker: {exc}", err=True, fg=typer.colors.RED)
-        sys.exit(2)
+    run_app(worker_app, "rollwatch worker")

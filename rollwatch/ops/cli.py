@@ -27,6 +27,7 @@ import orjson
 import typer
 
 from rollwatch.commands import ACTIONS, RollbackCommand
+from rollwatch.console import run_app
 from rollwatch.ops.errors import OpsError
 from rollwatch.ops.records import Role, TailFilter
 from rollwatch.ops.status import collect_status, render_status
@@ -327,10 +328,4 @@ ops_app.command("ticket-publish")(ticket_publish_command)
 
 def main() -> None:
     """Entry point of ``python -m rollwatch.ops``: the same commands before they are mounted."""
-    from rollwatch.errors import RollwatchError
-
-    try:
-        ops_app()
-    except RollwatchError as exc:
-        typer.secho(f"rollwatch: {exc}", err=True, fg=typer.colors.RED)
-        sys.exit(2)
+    run_app(ops_app, "rollwatch")
