@@ -9,8 +9,10 @@ refusals too; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import logging
 import sys
-from typing import NoReturn
+import warnings
+from typing import Any, NoReturn
 
 import typer
 from typer._click import exceptions as click  # typer >= 0.23 vendors click; its exceptions live here
@@ -35,8 +37,22 @@ def _usage_line(exc: click.ClickException, prog: str) -> str:
     return line + (f" (see {where} --help)" if isinstance(exc, click.UsageError) else "")
 
 
+def _one_line_warnings(prog: str) -> None:
+    """Warnings as ``prog: warning: text``, without the source line Python adds."""
+
+    def show(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+        sys.stderr.write(error_line(f"{prog}: warning", str(message)) + "\n")
+
+    warnings.showwarning = show
+
+
 def run_app(app: typer.Typer, prog: str, args: list[str] | None = None) -> NoReturn:
     """Run ``app`` with ``args`` (default ``sys.argv[1:]``) and exit with its code."""
+    _one_line_warnings(prog)
+    # Without a handler anywhere, Python prints aiokafka's connection errors bare on stderr,
+    # before our own line that says the same in words. A worker's log handlers (set up
+    # later by faust on the root logger) still receive them: a NullHandler stops nothing.
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
     try:
         code = app(args=args, prog_name=prog, standalone_mode=False)
     except click.NoArgsIsHelpError as exc:

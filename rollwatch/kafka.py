@@ -63,6 +63,10 @@ async def ensure_topics(settings: Settings) -> list[str]:
                 await admin.create_topics(missing)
         return [spec.name for spec in missing]
     except KafkaError as exc:
-        raise BrokerError(f"cannot create topics on {settings.bootstrap_servers}: {exc}") from exc
+        raise BrokerError(
+            f"cannot reach Kafka at {settings.bootstrap_servers} to check the topics ({exc}): "
+            "is the broker running? The address comes from ROLLWATCH_BOOTSTRAP_SERVERS "
+            "(or bootstrap_servers in the config file)"
+        ) from exc
     finally:
         await admin.close()

@@ -27,7 +27,9 @@ from aiokafka import AIOKafkaConsumer
 from rollwatch.agents.app import DEFAULT_GROUP, WorkerOptions, build_app
 from rollwatch.agents.errors import EngineSpecError
 from rollwatch.agents.ports import EngineFactory
+from rollwatch.broker import port_is_free
 from rollwatch.console import run_app
+from rollwatch.errors import PortInUseError
 from rollwatch.kafka import client_options, ensure_topics
 from rollwatch.settings import Settings, load_settings
 
@@ -95,6 +97,12 @@ def run_worker(
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    web_port = options.web_port or settings.web_port
+    if not port_is_free(options.web_bind, web_port):
+        raise PortInUseError(
+            f"web port {web_port} on {options.web_bind} is already in use (another worker?): "
+            "choose another with --web-port or ROLLWATCH_WEB_PORT"
+        )
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     partitions = loop.run_until_complete(prepare_topics(settings))

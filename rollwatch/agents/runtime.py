@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from operator import attrgetter
 from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
 
+from rollwatch.admission import admit
 from rollwatch.agents.checkpoint import decode_checkpoint, encode_checkpoint
 from rollwatch.agents.deadletter import dead_letter
 from rollwatch.agents.errors import CheckpointError
@@ -27,15 +27,12 @@ from rollwatch.agents.ports import EngineFactory, GateReading
 from rollwatch.agents.records import BoundedSet, Fold, Judgement, Outgoing, Slot, SourceRecord, Topics
 from rollwatch.commands import encode_command
 from rollwatch.errors import InvalidEventError
-from rollwatch.events import MAX_FUTURE_SKEW_MS, DecodedMessage, Event, Rejected, decode_message, reject_future
+from rollwatch.events import DecodedMessage, Event, Rejected, decode_message
 
 __all__ = ["BoundedSet", "Fold", "Judgement", "Runtime", "Slot", "Topics"]
 
 log = logging.getLogger(__name__)
 _partitioner = DefaultPartitioner()
-_TS = attrgetter("ts_ms")
-
-
 def _group(events: list[Event]) -> Iterable[tuple[str, list[Event]]]:
     """Events of one message by workflow; one message nearly always holds one workflow."""
     first = events[0].workflow
@@ -215,11 +212,9 @@ class Runtime:
         if record.value is None:
             return DecodedMessage([], [Rejected(None, InvalidEventError("", "message has no value"), b"")])
         decoded = decode_message(record.value)
-        # Wall clock is the receiver's to own: events stamped far ahead would poison the watermark.
-        # One C-level pass (max over attrgetter) decides; reject_future sorts the rare bad message.
-        if decoded.events and max(map(_TS, decoded.events)) > now_ms + MAX_FUTURE_SKEW_MS:
-            return reject_future(decoded, now_ms, batch=record.value.lstrip()[:1] == b"[")
-        return decoded
+        # Wall clock and message key are the receiver's to own (see rollwatch.admission).
+        key = record.key.decode("utf-8", "replace") if record.key else None
+        return admit(decoded, now_ms, key, batch=record.value.lstrip()[:1] == b"[")
 
     def fold(self, records: Sequence[SourceRecord]) -> Fold:
         """Decode a batch, dead-letter what is rejected, apply the rest engine by engine."""

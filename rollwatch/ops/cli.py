@@ -91,9 +91,10 @@ def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
     return asyncio.run(runner())
 
 
-def _echo_or_quit(line: str) -> None:
+def _echo_or_quit(line: str, color: bool | None = None) -> None:
     try:
-        typer.echo(line)
+        # ``color=True`` keeps the styles when stdout is a pipe (``--color always``).
+        typer.echo(line, color=color)
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, without a traceback at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -137,7 +138,7 @@ def tail_command(
     def main(stop: asyncio.Event) -> Awaitable[int]:
         return tail(
             settings,
-            _echo_or_quit,
+            lambda line: _echo_or_quit(line, colored or None),
             roles=roles,
             start=start,
             selection=selection,
@@ -220,7 +221,8 @@ def status_command(
         }
         typer.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
     else:
-        typer.echo(render_status(report, color=use_color(color)))
+        colored = use_color(color)
+        typer.echo(render_status(report, color=colored), color=colored or None)
     if report.unreachable:
         raise typer.Exit(1)
 
@@ -282,6 +284,11 @@ def traffic_command(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if traffic.regression != "none" and traffic.onset_ms >= traffic.duration_ms:
+        raise typer.BadParameter(
+            f"{onset} is not before the end of the run (--duration {duration}): the regression would never start",
+            param_hint="--onset",
+        )
     raw = None
     if ticket is not None:
         traffic = for_ticket(traffic, load_ticket(ticket))
