@@ -33,7 +33,7 @@ from rollwatch.errors import PortInUseError
 from rollwatch.kafka import client_options, ensure_topics
 from rollwatch.settings import Settings, load_settings
 
-__all__ = ["DEFAULT_ENGINE", "load_engine_factory", "main", "prepare_topics", "run_worker", "worker", "worker_app"]
+__all__ = ["DEFAULT_ENGINE", "load_engine_factory", "main", "LIBRARY_LOGGERS", "prepare_topics", "quiet_libraries", "run_worker", "worker", "worker_app"]
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,24 @@ def run_worker(
     if options.partitions is None:
         options = WorkerOptions(**{**_fields(options), "partitions": partitions})
     built = build_app(settings, engine_factory, options)
-    faust.Worker(built.app, loop=loop, loglevel=loglevel, redirect_stdouts=False).execute_from_commandline()
+    quiet_libraries(loglevel)
+    faust.Worker(
+        built.app, loop=loop, loglevel=loglevel, redirect_stdouts=False, quiet=True
+    ).execute_from_commandline()
+
+
+LIBRARY_LOGGERS = ("faust", "mode", "aiokafka", "aiohttp")
+"""Loggers whose INFO lines (service start/stop, subscription and assignment tables) an operator does not read."""
+
+
+def quiet_libraries(loglevel: str) -> None:
+    """Below ``debug``, the libraries log warnings and errors only; rollwatch's own lines
+    (one per decision, per batch with rejected events, per recovery) keep ``loglevel``."""
+    if loglevel.lower() == "debug":
+        return
+    threshold = max(logging.WARNING, logging.getLevelName(loglevel.upper()) if loglevel.isalpha() else 0)
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(threshold)
 
 
 def _fields(options: WorkerOptions) -> dict[str, Any]:

@@ -222,6 +222,8 @@ class Runtime:
         now_ms = int(started * 1000)
         metrics = self.metrics
         deadletters: list[Outgoing] = []
+        rejected_from: list[SourceRecord] = []
+        first_problem = ""
         touched: dict[str, Slot] = {}
         waiting = applied = 0
         assigned = self.assigned
@@ -239,6 +241,10 @@ class Runtime:
                 error = InvalidEventError("", f"internal error while decoding: {exc!r}")
                 decoded = DecodedMessage([], [Rejected(None, error, record.value or b"")])
             if decoded.rejected:
+                if not rejected_from:
+                    error = decoded.rejected[0].error
+                    first_problem = f"{record.topic}[{record.partition}]@{record.offset} {error}"
+                rejected_from.append(record)
                 label = metrics.workflow(_text(record.key))
                 metrics.invalid.labels(label).inc(len(decoded.rejected))
                 for rejected in decoded.rejected:
@@ -283,6 +289,13 @@ class Runtime:
         metrics.batches.inc()
         if deadletters:
             metrics.deadletters.labels("telemetry").inc(len(deadletters))
+            log.warning(
+                "%d of %d messages had rejected events: %d dead-lettered (first: %s)",
+                len(rejected_from),
+                len(records),
+                len(deadletters),
+                first_problem,
+            )
         totals = self.totals
         totals["messages"] += len(records)
         totals["events"] += applied

@@ -23,7 +23,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from rollwatch.kafka import client_options
+from rollwatch.kafka import client_options, unreachable
 from rollwatch.ops.errors import OpsError
 from rollwatch.ops.records import Role, TailFilter, TailRecord, format_line, parse_record, record_json
 from rollwatch.settings import Settings
@@ -119,7 +119,8 @@ async def read_records(
     try:
         await consumer.start()
     except KafkaError as exc:
-        raise OpsError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from exc
+        await consumer.stop()
+        raise unreachable(settings, exc, "to read the topics") from exc
     try:
         by_topic = await _assign(consumer, settings, roles)
         await _seek(consumer, start)

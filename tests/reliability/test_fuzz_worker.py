@@ -41,8 +41,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from rollwatch.broker import EmbeddedBroker
 from rollwatch.admission import reject_future
+from rollwatch.broker import EmbeddedBroker
 from rollwatch.events import MAX_BATCH, Event, decode_checked
 from rollwatch.kafka import ensure_topics, make_producer
 from rollwatch.settings import Settings
