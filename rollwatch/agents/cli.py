@@ -33,7 +33,17 @@ from rollwatch.errors import PortInUseError
 from rollwatch.kafka import client_options, ensure_topics
 from rollwatch.settings import Settings, load_settings
 
-__all__ = ["DEFAULT_ENGINE", "load_engine_factory", "main", "LIBRARY_LOGGERS", "prepare_topics", "quiet_libraries", "run_worker", "worker", "worker_app"]
+__all__ = [
+    "DEFAULT_ENGINE",
+    "load_engine_factory",
+    "main",
+    "LIBRARY_LOGGERS",
+    "prepare_topics",
+    "quiet_libraries",
+    "run_worker",
+    "worker",
+    "worker_app",
+]
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +120,7 @@ def run_worker(
         options = WorkerOptions(**{**_fields(options), "partitions": partitions})
     built = build_app(settings, engine_factory, options)
     quiet_libraries(loglevel)
-    faust.Worker(
-        built.app, loop=loop, loglevel=loglevel, redirect_stdouts=False, quiet=True
-    ).execute_from_commandline()
+    faust.Worker(built.app, loop=loop, loglevel=loglevel, redirect_stdouts=False, quiet=True).execute_from_commandline()
 
 
 LIBRARY_LOGGERS = ("faust", "mode", "aiokafka", "aiohttp")

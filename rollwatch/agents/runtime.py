@@ -33,6 +33,8 @@ __all__ = ["BoundedSet", "Fold", "Judgement", "Runtime", "Slot", "Topics"]
 
 log = logging.getLogger(__name__)
 _partitioner = DefaultPartitioner()
+
+
 def _group(events: list[Event]) -> Iterable[tuple[str, list[Event]]]:
     """Events of one message by workflow; one message nearly always holds one workflow."""
     first = events[0].workflow

@@ -415,4 +415,3 @@ def test_the_worker_runs_faust_without_its_per_message_monitor(kafka_settings: S
     monitor.on_stream_event_in(tp, 7, object(), object())
     monitor.on_stream_event_out(tp, 7, object(), object(), None)
     assert (monitor.messages_received_total, monitor.events_total, monitor.messages_active) == (0, 0, 0)
-

@@ -99,4 +99,3 @@ def test_paced_traffic_goes_out_in_event_time_order() -> None:
     ordered = list(in_time_order(iter(events)))
     assert [e.ts_ms for e in ordered] == sorted(stamps)
     assert sorted(e.event_id for e in ordered) == sorted(e.event_id for e in events)
-
