@@ -15,8 +15,9 @@ intent is checked against that oracle too (what is built to be bad must be bad: 
 value, a missing field, a time stamp an hour ahead or days too old, an item of another
 workflow than the message key), so a lenient oracle cannot make the test vacuous.
 Asserted: the worker never dies; every rejected message or item is in the dead-letter
-topic once, at its source partition, offset and batch index, with a reason and its bytes; every good event is counted exactly once in
-/status (per route: calls, reviews, complaints; no duplicates; totals).
+topic once, at its source partition, offset and batch index, with a reason and its
+bytes; every good event is counted exactly once in /status (per route: calls, reviews,
+complaints; no duplicates; totals).
 
 Generation is a single Hypothesis run of ``EXAMPLES`` examples, produced in one go to
 one worker: seconds per run. Set ``ROLLWATCH_FUZZ_SEED`` to replay a failing run (the
