@@ -404,6 +404,13 @@ class Runtime:
         """Workflows held in memory whose state is ahead of their last checkpoint."""
         return [slot for workflow, slot in self.dirty.items() if self.slots.get(workflow) is slot]
 
+    def rewrite(self, partitions: Collection[int]) -> int:
+        """Mark every engine held for these partitions unsaved, so the next checkpoint writes it anew."""
+        slots = [slot for slot in self.slots.values() if slot.home in partitions]
+        for slot in slots:
+            self._dirty(slot)
+        return len(slots)
+
     def saved(self, slots: Iterable[Slot]) -> None:
         """These checkpoints are acked by the broker: their slots are clean until touched again."""
         for slot in slots:

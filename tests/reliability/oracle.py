@@ -64,7 +64,7 @@ def _parse(raw: bytes) -> Any:
 def _ts_ms(value: Any) -> int:
     if isinstance(value, str):
         return int(datetime.fromisoformat(value.replace("z", "Z").replace("t", "T")).timestamp() * 1000)
-    return round(value * 1000)
+    return round(float(value) * 1000)
 
 
 def _admitted(event: Any, now_ms: int, key: str | None) -> bool:
