@@ -18,7 +18,13 @@ from rollwatch import __version__
 from rollwatch.agents.cli import worker
 from rollwatch.console import run_app
 from rollwatch.flagstore.cli import drill_command, flagstore_command
-from rollwatch.ops.cli import status_command, tail_command, ticket_publish_command, traffic_command
+from rollwatch.ops.cli import (
+    record_command,
+    status_command,
+    tail_command,
+    ticket_publish_command,
+    traffic_command,
+)
 from rollwatch.replay_cli import replay
 from rollwatch.settings import Settings, load_settings
 from rollwatch.tickets.cli import ticket_app
@@ -44,6 +50,7 @@ app.command("worker")(worker)
 app.command("tail")(tail_command)
 app.command("status")(status_command)
 app.command("traffic")(traffic_command)
+app.command("record")(record_command)
 ticket_app.command("publish")(ticket_publish_command)
 
 ConfigOption = Annotated[

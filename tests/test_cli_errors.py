@@ -146,6 +146,10 @@ def _rows(files: dict[str, str], taken: int) -> list[Row]:
             r"no worker answered",
         ),
         Row("unknown-command", ["frobnicate"], r"No such command 'frobnicate'"),
+        Row("record-missing-folder", ["record", f"{tmp}/missing/t.jsonl"], r"the folder .*missing does not exist"),
+        Row("record-exists", ["record", other], r"other\.jsonl exists: pass --force"),
+        Row("record-until-before-since", ["record", f"{tmp}/r.jsonl", "--since", "1h", "--until", "2h"], r"--until"),
+        Row("record-unreachable", ["record", f"{tmp}/r.jsonl"], kafka),
     ]
 
 

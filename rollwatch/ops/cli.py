@@ -41,6 +41,7 @@ __all__ = [
     "ColorMode",
     "main",
     "ops_app",
+    "record_command",
     "status_command",
     "tail_command",
     "ticket_publish_command",
@@ -318,6 +319,71 @@ def traffic_command(
 
     run = _run_until_signal(main)
     typer.echo(f"sent {run.events:,} events in {run.messages:,} messages")
+
+
+def record_command(
+    output: Annotated[Path, typer.Argument(dir_okay=False, help="The JSONL file to write (replay reads it).")],
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="From a moment: 24h, 7d ago, or an RFC 3339 time (default: the start)."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Up to a moment (excluded), same forms (default: now).")
+    ] = None,
+    workflow: Annotated[
+        list[str] | None, typer.Option("--workflow", "-w", help="Only messages keyed by this workflow (repeatable).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Record the telemetry topic (or a time range of it) to JSONL, for `rollwatch replay`."""
+    from rollwatch.ops.record import check_output, record_telemetry
+
+    since_ms = parse_since(since) if since else None
+    until_ms = parse_since(until) if until else None
+    if since_ms is not None and until_ms is not None and until_ms <= since_ms:
+        raise typer.BadParameter(f"{until} is not after --since {since}", param_hint="--until")
+    check_output(output, force)
+    settings = _settings(config)
+    partial = output.with_name(output.name + ".partial")
+    # The bar is for a person watching: on a terminal only, on stderr, so stdout stays the summary.
+    bar_context = (
+        typer.progressbar(length=1, label="recording", file=sys.stderr)
+        if sys.stderr.isatty()
+        else contextlib.nullcontext(None)
+    )
+    with bar_context as bar, partial.open("wb") as out:
+
+        def progress(done: int, total: int) -> None:
+            if bar is not None:
+                bar.length = max(total, 1)
+                bar.update(done - bar.pos)
+
+        try:
+            result = asyncio.run(
+                record_telemetry(
+                    settings,
+                    out,
+                    since_ms=since_ms,
+                    until_ms=until_ms,
+                    workflows=frozenset(workflow or ()),
+                    progress=progress,
+                )
+            )
+        except BaseException:
+            out.close()
+            partial.unlink(missing_ok=True)
+            raise
+    partial.replace(output)  # a file replay reads is never half written
+    span = ""
+    if result.first_ms is not None and result.last_ms is not None:
+        first = datetime.fromtimestamp(result.first_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        last = datetime.fromtimestamp(result.last_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        span = f", {first} to {last}"
+    typer.echo(
+        f"recorded {result.written:,} messages to {output}{span} "
+        f"({result.skipped_workflow:,} of other workflows, {result.skipped:,} skipped)"
+    )
 
 
 ops_app = typer.Typer(
