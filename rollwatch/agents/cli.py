@@ -108,9 +108,10 @@ def run_worker(
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     web_port = options.web_port or settings.web_port
-    if not port_is_free(options.web_bind, web_port):
+    web_bind = options.web_bind or settings.web_host
+    if not port_is_free(web_bind, web_port):
         raise PortInUseError(
-            f"web port {web_port} on {options.web_bind} is already in use (another worker?): "
+            f"web port {web_port} on {web_bind} is already in use (another worker?): "
             "choose another with --web-port or ROLLWATCH_WEB_PORT"
         )
     loop = asyncio.new_event_loop()
@@ -149,6 +150,9 @@ ConfigOption = Annotated[
 def worker(
     config: ConfigOption = None,
     web_port: Annotated[int | None, typer.Option("--web-port", help="Port of /metrics and /status.")] = None,
+    web_host: Annotated[
+        str | None, typer.Option("--web-host", help="Address of /metrics and /status (default 127.0.0.1).")
+    ] = None,
     name: Annotated[
         str | None,
         typer.Option("--name", "--worker-id", "--workers-id", help="Worker name (logs, /status); default host-pid."),
@@ -187,6 +191,7 @@ def worker(
         group=group,
         name=name,
         web_port=web_port,
+        web_bind=web_host,
         data_dir=data_dir,
         session_timeout=session_timeout,
         heartbeat_interval=max(0.5, session_timeout / 5),
