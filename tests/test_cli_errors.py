@@ -137,7 +137,11 @@ def _rows(files: dict[str, str], taken: int) -> list[Row]:
         Row("tail-unknown-action", ["tail", "--action", "explode"], r"--action: unknown action 'explode'"),
         Row("tail-bad-since", ["tail", "--since", "garbage"], r"--since 'garbage'"),
         Row("tail-unreachable", ["tail", "--until-end"], kafka),
-        Row("ticket-publish-unreachable", ["ticket", "publish", t], kafka),
+        Row(
+            "ticket-publish-no-key",
+            ["ticket", "publish", t],
+            r"needs a release manager's key: set ROLLWATCH_SIGNING_KEY",
+        ),
         Row("flagstore-unreachable", ["flagstore", "--no-redis"], kafka),
         Row("drill-missing-workflow", ["drill"], r"Missing option '--workflow'"),
         Row(
