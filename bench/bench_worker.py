@@ -49,11 +49,15 @@ WORKFLOWS = 8
 TARGETS = {"batched": (100_000.0, 0.4), "single": (10_000.0, None)}
 
 
+START_S = time.time() - 86_400.0
+"""A day ago: the worker refuses events older than 8 days or over 5 minutes ahead of its clock."""
+
+
 def call_event(i: int, workflow: str) -> dict[str, object]:
     return {
         "type": "call",
         "event_id": f"evt-{i:09d}",
-        "ts": 1_763_900_000.0 + i / 1000,
+        "ts": START_S + i / 1000,
         "workflow": workflow,
         "route": "openai/gpt-5-mini@prompt-42",
         "arm": "candidate" if i % 20 == 0 else "control",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -17,9 +16,10 @@ import typer
 
 from rollwatch import __version__
 from rollwatch.agents.cli import worker
-from rollwatch.errors import RollwatchError
+from rollwatch.console import run_app
 from rollwatch.flagstore.cli import drill_command, flagstore_command
 from rollwatch.ops.cli import (
+    record_command,
     status_command,
     tail_command,
     ticket_publish_command,
@@ -53,6 +53,7 @@ app.command("worker")(worker)
 app.command("tail")(tail_command)
 app.command("status")(status_command)
 app.command("traffic")(traffic_command)
+app.command("record")(record_command)
 ticket_app.command("publish")(ticket_publish_command)
 ticket_app.command("retire")(ticket_retire_command)
 
@@ -135,8 +136,4 @@ def demo(
 
 
 def main() -> None:
-    try:
-        app()
-    except RollwatchError as exc:
-        typer.secho(f"rollwatch: {exc}", err=True, fg=typer.colors.RED)
-        sys.exit(2)
+    run_app(app, "rollwatch")

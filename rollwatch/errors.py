@@ -14,6 +14,7 @@ __all__ = [
     "ContractError",
     "InvalidEventError",
     "PortInUseError",
+    "ReplayError",
     "RollwatchError",
 ]
 
@@ -55,3 +56,7 @@ class PortInUseError(BrokerError):
     """The port the embedded broker should listen on is already taken."""
 
     retriable = False
+
+
+class ReplayError(RollwatchError):
+    """A recorded file cannot answer the question asked of it (no event of the ticket's workflow)."""

@@ -19,11 +19,11 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import count
 from typing import Any, Final
 
 import orjson
 
+from rollwatch.batchsplit import split_array
 from rollwatch.errors import InvalidEventError
 from rollwatch.records import (
     ARMS,
@@ -58,7 +58,6 @@ __all__ = [
     "encode_events",
     "event_to_dict",
     "parse_event",
-    "reject_future",
 ]
 
 
@@ -397,6 +396,9 @@ def decode_checked(raw: bytes) -> DecodedMessage:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        items = split_array(raw) if str(exc).startswith("depth limit") else None
+        if items and len(items) <= MAX_BATCH:
+            return _decode_items(items)
         return DecodedMessage([], [Rejected(None, InvalidEventError("", f"not valid JSON: {exc}"), raw)])
     if type(value) is dict:
         try:
@@ -434,6 +436,21 @@ def decode_checked(raw: bytes) -> DecodedMessage:
     return DecodedMessage(events, rejected)
 
 
+def _decode_items(items: list[bytes]) -> DecodedMessage:
+    """A batch parsed item by item: one too deep for the parser costs only itself."""
+    events: list[Event] = []
+    rejected: list[Rejected] = []
+    for i, item in enumerate(items):
+        try:
+            events.append(parse_event(orjson.loads(item)))
+        except orjson.JSONDecodeError as exc:
+            rejected.append(Rejected(i, InvalidEventError(f"[{i}]", f"not valid JSON: {exc}"), item))
+        except InvalidEventError as exc:
+            path = f"[{i}].{exc.field}" if exc.field else f"[{i}]"
+            rejected.append(Rejected(i, InvalidEventError(path, exc.problem), item))
+    return DecodedMessage(events, rejected)
+
+
 def _reencoded(item: Any) -> bytes:
     """A rejected batch item as JSON, for its dead letter.
 
@@ -445,46 +462,6 @@ def _reencoded(item: Any) -> bytes:
         return orjson.dumps(item)
     except TypeError:
         return orjson.dumps(f"{_kind(item)} nested too deeply to re-encode")
-
-
-MAX_FUTURE_SKEW_MS: Final = 5 * 60_000
-"""How far ahead of the receiver's clock an event may be stamped before it is refused."""
-
-
-def reject_future(
-    decoded: DecodedMessage, now_ms: int, skew_ms: int = MAX_FUTURE_SKEW_MS, *, batch: bool = False
-) -> DecodedMessage:
-    """Move events stamped beyond ``now_ms + skew_ms`` to the rejected list.
-
-    One event from a producer with a wrong clock (or milliseconds sent as seconds x
-    1000) would advance a workflow's watermark to the future and make every honest
-    event after it late. The streaming core has no clock, so the receiver that has one
-    refuses such events at the door, with a reason, and they go to the dead letters.
-    With ``batch`` (the message was an array), each refusal names its item's index in
-    the batch, as the decoder's own rejections do.
-    """
-    limit = now_ms + skew_ms
-    if all(e.ts_ms <= limit for e in decoded.events):
-        return decoded
-    if batch:
-        # The kept events are the batch's items minus the rejected ones, in order.
-        skipped = {r.index for r in decoded.rejected if r.index is not None}
-        positions = (i for i in count() if i not in skipped)
-        indices: list[int | None] = [next(positions) for _ in decoded.events]
-    else:
-        indices = [None] * len(decoded.events)
-    kept: list[Event] = []
-    rejected = list(decoded.rejected)
-    for event, index in zip(decoded.events, indices, strict=True):
-        if event.ts_ms <= limit:
-            kept.append(event)
-        else:
-            ahead = (event.ts_ms - now_ms) / 1000
-            field = "ts" if index is None else f"[{index}].ts"
-            problem = f"is {ahead:.0f}s ahead of the receiver's clock (limit {skew_ms // 1000}s)"
-            error = InvalidEventError(field, problem)
-            rejected.append(Rejected(index, error, orjson.dumps(event_to_dict(event))))
-    return DecodedMessage(kept, rejected)
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from rollwatch.errors import BrokerError
 from rollwatch.settings import Settings
 
-__all__ = ["COMPACTED_ROLES", "client_options", "ensure_topics", "make_producer", "topic_specs"]
+__all__ = ["COMPACTED_ROLES", "client_options", "ensure_topics", "make_producer", "topic_specs", "unreachable"]
 
 COMPACTED_ROLES = frozenset({"releases", "flags"})
 """Topics that hold the latest value per key (a ticket per workflow, flags per workflow)."""
@@ -50,6 +50,15 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     return specs
 
 
+def unreachable(settings: Settings, exc: BaseException, doing: str) -> BrokerError:
+    """The one line every command prints when the broker cannot be reached: where it looked, and why there."""
+    return BrokerError(
+        f"cannot reach Kafka at {settings.bootstrap_servers} {doing} ({type(exc).__name__}): "
+        "is the broker running? The address comes from ROLLWATCH_BOOTSTRAP_SERVERS "
+        "(or bootstrap_servers in the config file)"
+    )
+
+
 async def ensure_topics(settings: Settings) -> list[str]:
     """Create the topics that do not exist yet; the names created (none when all existed)."""
     admin = AIOKafkaAdminClient(**client_options(settings))
@@ -63,6 +72,6 @@ async def ensure_topics(settings: Settings) -> list[str]:
                 await admin.create_topics(missing)
         return [spec.name for spec in missing]
     except KafkaError as exc:
-        raise BrokerError(f"cannot create topics on {settings.bootstrap_servers}: {exc}") from exc
+        raise unreachable(settings, exc, "to check the topics") from exc
     finally:
         await admin.close()

@@ -38,7 +38,6 @@ MAX_TS_SECONDS: Final = 100_000_000_000
 """Epoch seconds above this are almost surely milliseconds sent by mistake."""
 
 
-
 @dataclass(slots=True)
 class CallEvent:
     """One model call as the application saw it."""

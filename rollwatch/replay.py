@@ -36,6 +36,7 @@ class TimelineEntry:
 @dataclass(slots=True)
 class ReplayReport:
     events: int = 0
+    """Valid events read, of any workflow."""
     invalid: int = 0
     late: int = 0
     duplicates: int = 0
@@ -43,6 +44,8 @@ class ReplayReport:
     timeline: list[TimelineEntry] = field(default_factory=list)
     final: tuple[GateResult, ...] = ()
     invalid_samples: list[str] = field(default_factory=list)
+    other_workflows: dict[str, int] = field(default_factory=dict)
+    """Events skipped because they belong to another workflow, per workflow (the first 20 names)."""
     samples: list[tuple[int, tuple[GateResult, ...]]] = field(default_factory=list)
     """Gate values at every evaluation, for reports that plot them over time."""
 
@@ -165,6 +168,9 @@ def _replay(
         pending: list[Event] = []
         for event in chunk:
             if event.workflow != ticket.workflow:
+                others = report.other_workflows
+                if event.workflow in others or len(others) < 20:
+                    others[event.workflow] = others.get(event.workflow, 0) + 1
                 continue
             if not live and event.route == candidate:
                 coming = True

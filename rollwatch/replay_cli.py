@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import orjson
 import typer
 
+from rollwatch.errors import ReplayError
+
 if TYPE_CHECKING:
     from rollwatch.gates.result import GateResult
     from rollwatch.replay import ReplayReport
@@ -22,7 +24,9 @@ def _clock(ms: int) -> str:
 
 
 def _value(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
+    from rollwatch.ops.records import format_number
+
+    return format_number(value)
 
 
 def _gate_json(result: GateResult) -> dict[str, Any]:
@@ -61,9 +65,7 @@ def _as_json(report: ReplayReport) -> bytes:
 
 
 def replay(
-    telemetry: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, help="JSONL, one message a line.")
-    ],
+    telemetry: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL, one message a line.")],
     ticket: Annotated[Path, typer.Option("--ticket", "-t", exists=True, dir_okay=False, help="Release ticket YAML.")],
     every: Annotated[str, typer.Option(help="Judge every this much event time (e.g. 30s, 1m).")] = "1m",
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
@@ -79,9 +81,17 @@ def replay(
     from rollwatch.tickets.durations import parse_duration
     from rollwatch.tickets.load import load_ticket
 
+    try:
+        every_ms = parse_duration(every)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--every") from None
+    if every_ms <= 0:
+        raise typer.BadParameter(f"{every!r} must be longer than zero", param_hint="--every")
+    for hint, path in (("--report", report), ("--png", png)):
+        if path is not None and not path.parent.is_dir():
+            raise typer.BadParameter(f"{path}: the folder {path.parent} does not exist", param_hint=hint)
     parsed = load_ticket(ticket)
     size = telemetry.stat().st_size
-    every_ms = parse_duration(every)
     keep = report is not None or png is not None
     if as_json or size < 5_000_000:
         result = replay_file(parsed, telemetry, every_ms=every_ms, keep_samples=keep)
@@ -89,6 +99,13 @@ def replay(
         # A progress bar on stderr for large files, so stdout stays the timeline.
         with typer.progressbar(length=size, label="replaying", file=sys.stderr) as bar:
             result = replay_file(parsed, telemetry, every_ms=every_ms, progress=bar.update, keep_samples=keep)
+    matched = result.events - sum(result.other_workflows.values())
+    if result.other_workflows and matched == 0:
+        found = ", ".join(f"{name!r} ({n:,})" for name, n in sorted(result.other_workflows.items()))
+        raise ReplayError(
+            f"{telemetry} has no event of workflow {parsed.workflow!r}, the workflow of {ticket}; "
+            f"its events are of {found}"
+        )
     if keep:
         from rollwatch.ops.report import write_png_report, write_report
 

@@ -165,7 +165,7 @@ def test_encode_then_decode_round_trips(
 
 
 def test_events_stamped_in_the_future_are_rejected_with_a_reason() -> None:
-    from rollwatch.events import reject_future
+    from rollwatch.admission import reject_future
 
     now = 1_763_900_000_000
     decoded = decode_message(

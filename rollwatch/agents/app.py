@@ -41,7 +41,7 @@ import asyncio
 import logging
 import tempfile
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ import orjson
 from faust.sensors.monitor import Monitor
 from faust.types import TP
 
+from rollwatch.agents.changelog import ensure_changelog, guard_recovery
 from rollwatch.agents.metrics import CONTENT_TYPE, Metrics
 from rollwatch.agents.options import DEFAULT_GROUP, WorkerOptions
 from rollwatch.agents.pipeline import EXIT_FAIL_STOP, Pipeline, fail_stop, wall_ms
@@ -301,6 +302,11 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
         await pipeline.on_recovered(owned(app.consumer.assignment()), checkpoints)
 
     table.on_recover(on_recover)
+    guard_recovery(
+        app.tables.recovery,  # type: ignore[attr-defined]  # faust's TableManager, typed as its interface
+        pipeline.on_changelog_reset,
+        lambda: ensure_changelog(settings, topics.changelog, partitions),
+    )
 
     async def metrics_view(web: Any, request: Any) -> Any:
         return web.bytes(metrics.render(), content_type=CONTENT_TYPE)
@@ -309,6 +315,7 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
         body = runtime.status() | {
             "group": options.group,
             "ready": runtime.recovered and feed.ready.is_set() and not app.rebalancing,
+            "changelog_resets": [asdict(reset) for reset in pipeline.changelog_resets],
         }
         return web.bytes(orjson.dumps(body), content_type="application/json")
 

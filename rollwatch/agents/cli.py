@@ -18,7 +18,6 @@ import gc
 import importlib
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,11 +27,23 @@ from aiokafka import AIOKafkaConsumer
 from rollwatch.agents.app import DEFAULT_GROUP, WorkerOptions, build_app
 from rollwatch.agents.errors import EngineSpecError
 from rollwatch.agents.ports import EngineFactory
-from rollwatch.errors import RollwatchError
+from rollwatch.broker import port_is_free
+from rollwatch.console import run_app
+from rollwatch.errors import PortInUseError
 from rollwatch.kafka import client_options, ensure_topics
 from rollwatch.settings import Settings, load_settings
 
-__all__ = ["DEFAULT_ENGINE", "load_engine_factory", "main", "prepare_topics", "run_worker", "worker", "worker_app"]
+__all__ = [
+    "DEFAULT_ENGINE",
+    "load_engine_factory",
+    "main",
+    "LIBRARY_LOGGERS",
+    "prepare_topics",
+    "quiet_libraries",
+    "run_worker",
+    "worker",
+    "worker_app",
+]
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +107,35 @@ def run_worker(
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    web_port = options.web_port or settings.web_port
+    web_bind = options.web_bind or settings.web_host
+    if not port_is_free(web_bind, web_port):
+        raise PortInUseError(
+            f"web port {web_port} on {web_bind} is already in use (another worker?): "
+            "choose another with --web-port or ROLLWATCH_WEB_PORT"
+        )
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     partitions = loop.run_until_complete(prepare_topics(settings))
     if options.partitions is None:
         options = WorkerOptions(**{**_fields(options), "partitions": partitions})
     built = build_app(settings, engine_factory, options)
-    faust.Worker(built.app, loop=loop, loglevel=loglevel, redirect_stdouts=False).execute_from_commandline()
+    quiet_libraries(loglevel)
+    faust.Worker(built.app, loop=loop, loglevel=loglevel, redirect_stdouts=False, quiet=True).execute_from_commandline()
+
+
+LIBRARY_LOGGERS = ("faust", "mode", "aiokafka", "aiohttp")
+"""Loggers whose INFO lines (service start/stop, subscription and assignment tables) an operator does not read."""
+
+
+def quiet_libraries(loglevel: str) -> None:
+    """Below ``debug``, the libraries log warnings and errors only; rollwatch's own lines
+    (one per decision, per batch with rejected events, per recovery) keep ``loglevel``."""
+    if loglevel.lower() == "debug":
+        return
+    threshold = max(logging.WARNING, logging.getLevelName(loglevel.upper()) if loglevel.isalpha() else 0)
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(threshold)
 
 
 def _fields(options: WorkerOptions) -> dict[str, Any]:
@@ -180,8 +213,4 @@ worker_app.command()(worker)
 
 def main() -> None:
     """Entry point of ``python -m rollwatch.agents``."""
-    try:
-        worker_app()
-    except RollwatchError as exc:
-        typer.secho(f"rollwatch worker: {exc}", err=True, fg=typer.colors.RED)
-        sys.exit(2)
+    run_app(worker_app, "rollwatch worker")

@@ -158,6 +158,12 @@ class Metrics:
         )
         self.batches = Counter("rollwatch_batches", "Telemetry batches processed", registry=r)
         self.checkpoints = Counter("rollwatch_checkpoints", "State-table records written", registry=r)
+        self.changelog_resets = Counter(
+            "rollwatch_changelog_resets",
+            "Changelog partitions found shorter than recovery had read (the broker lost them); rebuilt from memory",
+            ["partition"],
+            registry=r,
+        )
         self.detection_latency = Histogram(
             "rollwatch_detection_latency_seconds",
             "Broker ack of the command (wall clock) minus the event time of the breaching event",

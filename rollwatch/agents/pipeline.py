@@ -55,9 +55,11 @@ import logging
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, Final
 
+from rollwatch.agents.changelog import ChangelogReset
 from rollwatch.agents.options import WorkerOptions
 from rollwatch.agents.records import Outgoing, SourceRecord
 from rollwatch.agents.runtime import Judgement, Runtime
@@ -105,6 +107,8 @@ class Pipeline:
         self.halted = False
         """Set when a batch was interrupted: its effects are in memory but not all delivered."""
         self._flusher: asyncio.Future[None] | None = None
+        self.changelog_resets: deque[ChangelogReset] = deque(maxlen=64)
+        """Changelog partitions found shorter than recovery had read, newest last (for ``/status``)."""
 
     async def _send(self, out: Outgoing) -> Any:
         """Hand a record to aiokafka (not faust's send_soon buffer); the future resolves on broker ack."""
@@ -285,6 +289,25 @@ class Pipeline:
                 log.warning("partitions revoked with %d events unacked", len(self.unacked))
                 self.unacked.clear()
 
+    async def on_changelog_reset(self, resets: list[ChangelogReset]) -> None:
+        """The broker lost changelog records recovery had read: say so, and write the engines held back."""
+        async with self.lock:
+            lost = {r.partition for r in resets if r.kind == "active"}
+            held = self.runtime.rewrite(lost)
+            for reset in resets:
+                self.changelog_resets.append(reset)
+                self.runtime.metrics.changelog_resets.labels(str(reset.partition)).inc()
+            log.warning(
+                "changelog went backwards (the broker lost it): %s; reading the new log from its start "
+                "and writing the %d engines held in memory for partitions %s back to it",
+                ", ".join(
+                    f"{r.topic}[{r.partition}] {r.kind} read up to {r.read_up_to}, ends at {r.highwater}"
+                    for r in resets
+                ),
+                held,
+                sorted(lost),
+            )
+
     async def on_offsets_lost(self, partitions: set[int]) -> None:
         async with self.lock:
             self.runtime.on_offsets_lost(partitions)
@@ -298,3 +321,5 @@ class Pipeline:
             if frozenset(partitions) != self.runtime.assigned:
                 self.runtime.on_assigned(partitions)
             self.runtime.on_recovered(checkpoints)
+            if self.runtime.dirty:
+                self._schedule()  # engines to write back to a changelog that lost them

@@ -15,11 +15,11 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from operator import attrgetter
 from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
 
+from rollwatch.admission import admit
 from rollwatch.agents.checkpoint import decode_checkpoint, encode_checkpoint
 from rollwatch.agents.deadletter import dead_letter
 from rollwatch.agents.errors import CheckpointError
@@ -29,7 +29,7 @@ from rollwatch.agents.records import BoundedSet, Fold, Judgement, Outgoing, Slot
 from rollwatch.agents.releases import ReleaseGate
 from rollwatch.commands import encode_command
 from rollwatch.errors import InvalidEventError
-from rollwatch.events import MAX_FUTURE_SKEW_MS, DecodedMessage, Event, Rejected, decode_message, reject_future
+from rollwatch.events import DecodedMessage, Event, Rejected, decode_message
 from rollwatch.trust import Keyring
 from rollwatch.trust.releases import ReleaseRefused
 
@@ -44,7 +44,6 @@ def _murmur2_partition(key: bytes, partitions: int) -> int:
     # Cached: checked for every record (misrouting metric), and murmur2 in Python costs ~10-25 us.
     every = list(range(partitions))
     return int(_partitioner(key, every, every))
-_TS = attrgetter("ts_ms")
 
 
 def _group(events: list[Event]) -> Iterable[tuple[str, list[Event]]]:
@@ -228,11 +227,9 @@ class Runtime:
         if record.value is None:
             return DecodedMessage([], [Rejected(None, InvalidEventError("", "message has no value"), b"")])
         decoded = decode_message(record.value)
-        # Wall clock is the receiver's to own: events stamped far ahead would poison the watermark.
-        # One C-level pass (max over attrgetter) decides; reject_future sorts the rare bad message.
-        if decoded.events and max(map(_TS, decoded.events)) > now_ms + MAX_FUTURE_SKEW_MS:
-            return reject_future(decoded, now_ms, batch=record.value.lstrip()[:1] == b"[")
-        return decoded
+        # Wall clock and message key are the receiver's to own (see rollwatch.admission).
+        key = record.key.decode("utf-8", "replace") if record.key else None
+        return admit(decoded, now_ms, key, batch=record.value.lstrip()[:1] == b"[")
 
     def fold(self, records: Sequence[SourceRecord]) -> Fold:
         """Decode a batch, dead-letter what is rejected, apply the rest engine by engine."""
@@ -240,6 +237,8 @@ class Runtime:
         now_ms = int(started * 1000)
         metrics = self.metrics
         deadletters: list[Outgoing] = []
+        rejected_from: list[SourceRecord] = []
+        first_problem = ""
         touched: dict[str, Slot] = {}
         waiting = applied = 0
         assigned = self.assigned
@@ -257,6 +256,10 @@ class Runtime:
                 error = InvalidEventError("", f"internal error while decoding: {exc!r}")
                 decoded = DecodedMessage([], [Rejected(None, error, record.value or b"")])
             if decoded.rejected:
+                if not rejected_from:
+                    error = decoded.rejected[0].error
+                    first_problem = f"{record.topic}[{record.partition}]@{record.offset} {error}"
+                rejected_from.append(record)
                 label = metrics.workflow(_text(record.key))
                 metrics.invalid.labels(label).inc(len(decoded.rejected))
                 for rejected in decoded.rejected:
@@ -303,6 +306,13 @@ class Runtime:
         metrics.batches.inc()
         if deadletters:
             metrics.deadletters.labels("telemetry").inc(len(deadletters))
+            log.warning(
+                "%d of %d messages had rejected events: %d dead-lettered (first: %s)",
+                len(rejected_from),
+                len(records),
+                len(deadletters),
+                first_problem,
+            )
         totals = self.totals
         totals["messages"] += len(records)
         totals["events"] += applied
@@ -408,6 +418,13 @@ class Runtime:
     def unsaved(self) -> list[Slot]:
         """Workflows held in memory whose state is ahead of their last checkpoint."""
         return [slot for workflow, slot in self.dirty.items() if self.slots.get(workflow) is slot]
+
+    def rewrite(self, partitions: Collection[int]) -> int:
+        """Mark every engine held for these partitions unsaved, so the next checkpoint writes it anew."""
+        slots = [slot for slot in self.slots.values() if slot.home in partitions]
+        for slot in slots:
+            self._dirty(slot)
+        return len(slots)
 
     def saved(self, slots: Iterable[Slot]) -> None:
         """These checkpoints are acked by the broker: their slots are clean until touched again."""

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from rollwatch.kafka import ensure_topics
 from rollwatch.settings import Settings, load_settings
 
 __all__ = ["drill_command", "flagstore_command", "serve_flagstore"]
@@ -75,6 +76,8 @@ def flagstore_command(
 ) -> None:
     """Run the flag store: apply verified rollback commands, publish and serve the flags in force."""
     settings = _settings(config, flagstore_port=port, redis_url=redis_url, flagstore_audit_path=audit_file)
+    # A broker that cannot be reached is one line before the service log starts.
+    asyncio.run(ensure_topics(settings))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def main() -> None:

@@ -46,7 +46,6 @@ from rollwatch.trust.releases import ReleaseRefused
 __all__ = ["DRILL_SEGMENT", "ConsumerResult", "DrillReport", "PhaseReport", "drill_flags", "run_drill"]
 
 
-
 @dataclass(frozen=True, slots=True)
 class ConsumerResult:
     consumer: str

@@ -27,6 +27,7 @@ import orjson
 import typer
 
 from rollwatch.commands import ACTIONS, RollbackCommand
+from rollwatch.console import run_app
 from rollwatch.ops.errors import OpsError
 from rollwatch.ops.records import Role, TailFilter
 from rollwatch.ops.status import collect_status, render_status
@@ -40,6 +41,7 @@ __all__ = [
     "ColorMode",
     "main",
     "ops_app",
+    "record_command",
     "status_command",
     "tail_command",
     "ticket_publish_command",
@@ -90,9 +92,10 @@ def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
     return asyncio.run(runner())
 
 
-def _echo_or_quit(line: str) -> None:
+def _echo_or_quit(line: str, color: bool | None = None) -> None:
     try:
-        typer.echo(line)
+        # ``color=True`` keeps the styles when stdout is a pipe (``--color always``).
+        typer.echo(line, color=color)
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, without a traceback at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -136,7 +139,7 @@ def tail_command(
     def main(stop: asyncio.Event) -> Awaitable[int]:
         return tail(
             settings,
-            _echo_or_quit,
+            lambda line: _echo_or_quit(line, colored or None),
             roles=roles,
             start=start,
             selection=selection,
@@ -220,7 +223,8 @@ def status_command(
         }
         typer.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
     else:
-        typer.echo(render_status(report, color=use_color(color)))
+        colored = use_color(color)
+        typer.echo(render_status(report, color=colored), color=colored or None)
     if report.unreachable:
         raise typer.Exit(1)
 
@@ -306,6 +310,11 @@ def traffic_command(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if traffic.regression != "none" and traffic.onset_ms >= traffic.duration_ms:
+        raise typer.BadParameter(
+            f"{onset} is not before the end of the run (--duration {duration}): the regression would never start",
+            param_hint="--onset",
+        )
     raw = None
     if ticket is not None:
         traffic = for_ticket(traffic, load_ticket(ticket))
@@ -337,6 +346,71 @@ def traffic_command(
     typer.echo(f"sent {run.events:,} events in {run.messages:,} messages")
 
 
+def record_command(
+    output: Annotated[Path, typer.Argument(dir_okay=False, help="The JSONL file to write (replay reads it).")],
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="From a moment: 24h, 7d ago, or an RFC 3339 time (default: the start)."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Up to a moment (excluded), same forms (default: now).")
+    ] = None,
+    workflow: Annotated[
+        list[str] | None, typer.Option("--workflow", "-w", help="Only messages keyed by this workflow (repeatable).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Record the telemetry topic (or a time range of it) to JSONL, for `rollwatch replay`."""
+    from rollwatch.ops.record import check_output, record_telemetry
+
+    since_ms = parse_since(since) if since else None
+    until_ms = parse_since(until) if until else None
+    if since_ms is not None and until_ms is not None and until_ms <= since_ms:
+        raise typer.BadParameter(f"{until} is not after --since {since}", param_hint="--until")
+    check_output(output, force)
+    settings = _settings(config)
+    partial = output.with_name(output.name + ".partial")
+    # The bar is for a person watching: on a terminal only, on stderr, so stdout stays the summary.
+    bar_context = (
+        typer.progressbar(length=1, label="recording", file=sys.stderr)
+        if sys.stderr.isatty()
+        else contextlib.nullcontext(None)
+    )
+    with bar_context as bar, partial.open("wb") as out:
+
+        def progress(done: int, total: int) -> None:
+            if bar is not None:
+                bar.length = max(total, 1)
+                bar.update(done - bar.pos)
+
+        try:
+            result = asyncio.run(
+                record_telemetry(
+                    settings,
+                    out,
+                    since_ms=since_ms,
+                    until_ms=until_ms,
+                    workflows=frozenset(workflow or ()),
+                    progress=progress,
+                )
+            )
+        except BaseException:
+            out.close()
+            partial.unlink(missing_ok=True)
+            raise
+    partial.replace(output)  # a file replay reads is never half written
+    span = ""
+    if result.first_ms is not None and result.last_ms is not None:
+        first = datetime.fromtimestamp(result.first_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        last = datetime.fromtimestamp(result.last_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        span = f", {first} to {last}"
+    typer.echo(
+        f"recorded {result.written:,} messages to {output}{span} "
+        f"({result.skipped_workflow:,} of other workflows, {result.skipped:,} skipped)"
+    )
+
+
 ops_app = typer.Typer(
     name="rollwatch-ops",
     help="rollwatch operator commands (also mounted on `rollwatch`).",
@@ -352,10 +426,4 @@ ops_app.command("ticket-publish")(ticket_publish_command)
 
 def main() -> None:
     """Entry point of ``python -m rollwatch.ops``: the same commands before they are mounted."""
-    from rollwatch.errors import RollwatchError
-
-    try:
-        ops_app()
-    except RollwatchError as exc:
-        typer.secho(f"rollwatch: {exc}", err=True, fg=typer.colors.RED)
-        sys.exit(2)
+    run_app(ops_app, "rollwatch")

@@ -25,6 +25,7 @@ __all__ = [
     "TailFilter",
     "TailRecord",
     "format_line",
+    "format_number",
     "parse_record",
     "record_json",
 ]
@@ -145,10 +146,20 @@ class TailFilter:
         return record.ack is not None and record.ack.command_id in self._shown
 
 
-def _number(value: float | None) -> str:
+def format_number(value: float | None) -> str:
+    """A gate value for people: ``30000`` rather than ``3e+04``, four significant digits below 1,000."""
     if value is None:
         return "-"
     return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
+def _reason_line(doc: Mapping[str, Any]) -> str:
+    """``field: problem`` once: a reason built from a ContractError already starts with its field."""
+    field_path = doc.get("field") or ""
+    reason = str(doc.get("reason") or "")
+    if field_path and reason.startswith(f"{field_path}: "):
+        reason = reason[len(field_path) + 2 :]
+    return f"{field_path or '-'}: {reason}"
 
 
 def _flags(flags: Mapping[str, Any]) -> str:
@@ -183,13 +194,13 @@ def format_line(record: TailRecord, *, color: bool) -> str:
         reason = cmd.reason
         target = f"{where}/{cmd.segment}" if cmd.segment else where
         colour = _ACTION_COLOURS.get(cmd.action, "red")
-        observed = style(_number(reason.observed), fg=colour, bold=True)
-        control = f"control {_number(reason.control)}, " if reason.control is not None else ""
+        observed = style(format_number(reason.observed), fg=colour, bold=True)
+        control = f"control {format_number(reason.control)}, " if reason.control is not None else ""
         body = [
             style(target, bold=True),
             style(cmd.action, fg=colour, bold=True),
             f"gate {reason.gate}",
-            f"{reason.metric} {observed} vs {_number(reason.threshold)} ({control}{reason.window})",
+            f"{reason.metric} {observed} vs {format_number(reason.threshold)} ({control}{reason.window})",
             f"by {cmd.issued_by}",
             f"-> {_flags(cmd.flags)}",
             style(f"{cmd.ticket.id} r{cmd.ticket.revision} {cmd.command_id}", dim=True),
@@ -210,7 +221,7 @@ def format_line(record: TailRecord, *, color: bool) -> str:
         body = [
             style(where, bold=True),
             style("rejected", fg="magenta", bold=True),
-            f"{doc.get('field') or '-'}: {doc.get('reason')}",
+            _reason_line(doc),
             origin,
         ]
     else:

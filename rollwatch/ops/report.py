@@ -17,6 +17,7 @@ from typing import Final
 
 from rollwatch.ops.charts import COLOURS, decision_markers, gate_series, svg_gate_chart, svg_timeline
 from rollwatch.ops.errors import ReportError
+from rollwatch.ops.records import format_number
 from rollwatch.replay import ReplayReport
 from rollwatch.tickets.model import Ticket
 
@@ -49,7 +50,7 @@ def _clock(ms: int) -> str:
 
 
 def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
+    return format_number(value)
 
 
 def _legend() -> str:

@@ -27,6 +27,7 @@ import typer
 
 from rollwatch.commands import RollbackCommand
 from rollwatch.ops.errors import StatusError
+from rollwatch.ops.records import format_number
 
 __all__ = ["LastDecision", "StatusReport", "WorkflowView", "collect_status", "fetch_status", "render_status"]
 
@@ -140,7 +141,7 @@ def _value(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, int | float):
-        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+        return format_number(value)
     return str(value)
 
 

@@ -23,13 +23,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from rollwatch.kafka import client_options
+from rollwatch.kafka import client_options, unreachable
 from rollwatch.ops.errors import OpsError
 from rollwatch.ops.records import Role, TailFilter, TailRecord, format_line, parse_record, record_json
 from rollwatch.settings import Settings
 from rollwatch.tickets.durations import parse_duration
 
-__all__ = ["StartAt", "parse_since", "read_records", "tail"]
+__all__ = ["StartAt", "parse_since", "read_records", "seek_start", "tail"]
 
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})$")
 
@@ -75,7 +75,8 @@ async def _assign(consumer: AIOKafkaConsumer, settings: Settings, roles: Sequenc
     return by_topic
 
 
-async def _seek(consumer: AIOKafkaConsumer, start: StartAt) -> None:
+async def seek_start(consumer: AIOKafkaConsumer, start: StartAt) -> None:
+    """Position every assigned partition at ``start`` (by time: the first record at or after it)."""
     partitions = sorted(consumer.assignment())
     if start.mode == "end":
         await consumer.seek_to_end(*partitions)
@@ -119,10 +120,11 @@ async def read_records(
     try:
         await consumer.start()
     except KafkaError as exc:
-        raise OpsError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from exc
+        await consumer.stop()
+        raise unreachable(settings, exc, "to read the topics") from exc
     try:
         by_topic = await _assign(consumer, settings, roles)
-        await _seek(consumer, start)
+        await seek_start(consumer, start)
         partitions = sorted(consumer.assignment())
         ends = await consumer.end_offsets(partitions) if until_end else {}
         while stop is None or not stop.is_set():

@@ -6,8 +6,11 @@ the gates are known to catch. With a ticket it first publishes that ticket on th
 releases topic and takes the workflow and both routes from it, so the workers judge
 the traffic against the gates an operator actually wrote.
 
-Paced mode stamps events from now and sends each batch when its last event is due,
-so event time tracks wall time and the workers' wall-clock judge sees a live canary.
+Paced mode sends each batch when its last event is due, so event time tracks wall time
+and the workers' wall-clock judge sees a live canary. At real time or slower the run is
+stamped from now; faster than real time (``pace > 1``) it is stamped to start in the past
+so that it catches up with the wall clock as it ends: a worker refuses events from the
+future, so starting from now would have them dead-lettered.
 Backfill mode (``pace=None``) stamps the run so it ends now and sends as fast as the
 broker takes it.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -31,7 +35,16 @@ from rollwatch.tickets.model import Ticket
 from rollwatch.trust import SigningKey, TrustError, signing_key_from_settings
 from rollwatch.trust.releases import retire_record, ticket_record
 
-__all__ = ["TrafficRun", "batches", "for_ticket", "publish_ticket", "release_value", "retire_ticket", "send_traffic"]
+__all__ = [
+    "TrafficRun",
+    "batches",
+    "for_ticket",
+    "paced_start_ms",
+    "publish_ticket",
+    "release_value",
+    "retire_ticket",
+    "send_traffic",
+]
 
 T = TypeVar("T")
 
@@ -119,6 +132,21 @@ async def _put_release(settings: Settings, workflow: str, value: bytes) -> tuple
     return int(meta.partition), int(meta.offset)
 
 
+def paced_start_ms(now_ms: int, duration_ms: int, pace: float | None) -> int:
+    """The first event's time stamp, so that no event is stamped after the moment it is sent.
+
+    A batch goes out when its last event is due: ``now + (ts - start) / pace``. With
+    ``pace <= 1`` that is never before ``ts`` when the run starts now. Faster, the run
+    starts ``duration * (1 - 1/pace)`` ago and meets the wall clock at its last event.
+    Backfill (``None``) ends now.
+    """
+    if pace is None:
+        return now_ms - duration_ms
+    if pace <= 1:
+        return now_ms
+    return now_ms - math.ceil(duration_ms * (1 - 1 / pace))
+
+
 async def send_traffic(
     settings: Settings,
     traffic: Traffic,
@@ -133,8 +161,8 @@ async def send_traffic(
     """Publish ``traffic`` in JSON-array batches keyed by workflow.
 
     ``pace`` is how many seconds of event time pass per wall second (1.0: real time);
-    ``None`` sends as fast as possible. ``traffic.start_ms`` is replaced by now (paced)
-    or by now minus the duration (backfill).
+    ``None`` sends as fast as possible. ``traffic.start_ms`` is replaced by
+    :func:`paced_start_ms`.
     """
     release = release_value(settings, load_ticket_bytes(ticket_raw, "ticket"), ticket_raw) if ticket_raw else None
     await ensure_topics(settings)
@@ -142,8 +170,7 @@ async def send_traffic(
     await producer.start()
     # Stamp event time only once the producer is up: stamping before the (slow) start-up
     # would date every event earlier than it is sent and inflate measured latencies.
-    now_ms = int(time.time() * 1000)
-    start_ms = now_ms if pace is not None else now_ms - traffic.duration_ms
+    start_ms = paced_start_ms(int(time.time() * 1000), traffic.duration_ms, pace)
     traffic = replace(traffic, start_ms=start_ms)
     events = messages = 0
     first: int | None = None
@@ -158,7 +185,8 @@ async def send_traffic(
                 break
             if pace is not None:
                 due = started + (batch[-1].ts_ms - start_ms) / 1000 / pace
-                delay = due - time.monotonic()
+                # Never before its last event's own time (a review stamped after the run's end).
+                delay = max(due - time.monotonic(), batch[-1].ts_ms / 1000 - time.time())
                 if delay > 0:
                     if stop is None:
                         await asyncio.sleep(delay)

@@ -244,9 +244,7 @@ class DriftMonitor:
     def read(cls, r: Reader) -> DriftMonitor:
         try:
             raw = orjson.loads(r.blob())
-            spec = DriftSpec(
-                kind=raw["kind"], params=raw["params"], feed=raw["feed"], metrics=tuple(raw["metrics"])
-            )
+            spec = DriftSpec(kind=raw["kind"], params=raw["params"], feed=raw["feed"], metrics=tuple(raw["metrics"]))
         except (orjson.JSONDecodeError, KeyError, TypeError, InvalidConfig) as exc:
             raise r.fail(f"bad drift spec ({exc})") from None
         written_by = r.text()

@@ -66,8 +66,8 @@ def _validator(positive: bool) -> PlainValidator:
         if match is None:
             raise PydanticCustomError(
                 "duration_format",
-                "must be a whole number and one unit (ms, s, m, h, d) like 30m or 7d, got {got!r}",
-                {"got": value},
+                "must be a whole number and one unit (ms, s, m, h, d) like 30m or 7d, got {got}",
+                {"got": repr(value)},
             )
         ms = int(match.group(1)) * _UNIT_MS[match.group(2)]
         if positive and ms == 0:

@@ -47,7 +47,7 @@ def keys_generate(
     typer.echo("# The signer's settings. Keep ROLLWATCH_SIGNING_KEY secret (a secret store, not a repository).")
     for name, value in settings.items():
         typer.echo(f"{name}={value}")
-    typer.echo("# The keyring entry: add it to \"principals\" in every consumer's keyring file.")
+    typer.echo('# The keyring entry: add it to "principals" in every consumer\'s keyring file.')
     typer.echo(orjson.dumps(entry, option=orjson.OPT_INDENT_2).decode())
 
 

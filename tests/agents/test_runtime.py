@@ -452,7 +452,6 @@ def test_the_worker_runs_faust_without_its_per_message_monitor(kafka_settings: S
     assert (monitor.messages_received_total, monitor.events_total, monitor.messages_active) == (0, 0, 0)
 
 
-
 def test_the_worker_web_endpoint_binds_loopback_unless_told(kafka_settings: Settings) -> None:
     assert _faust_config(kafka_settings, WorkerOptions(), partitions=4)["web_bind"] == "127.0.0.1"
     everywhere = kafka_settings.model_copy(update={"web_host": "0.0.0.0"})

@@ -23,6 +23,7 @@ FLAGSTORE_KEY = parse_signing_key("fs", SECRET, "rollwatch-flagstore")
 def _keyring(*purposes: Any) -> Keyring:
     return Keyring([TrustedKey("fs", "rollwatch-flagstore", parse_verify_key(SECRET), frozenset(purposes))])
 
+
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -66,6 +67,8 @@ def replayed(telemetry: Path) -> tuple[Ticket, ReplayReport]:
 def chromium(tmp_path: Path) -> Iterator[list[str]]:
     binary = _chromium()
     if binary is None:
+        if os.environ.get("ROLLWATCH_REQUIRE_CHROMIUM"):  # set by .ci/run, which installs it
+            pytest.fail("headless Chromium is required (ROLLWATCH_REQUIRE_CHROMIUM) but not installed")
         pytest.skip("headless Chromium is not installed (Debian: apt-get install -y chromium)")
     pytest.importorskip("PIL", reason="reading the screenshot needs Pillow (the test extra installs it)")
     yield [
