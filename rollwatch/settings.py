@@ -10,12 +10,13 @@ file (or environment variable), the field and what was expected. Secrets are
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from rollwatch.errors import ConfigError
 
@@ -117,6 +118,13 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     init = {k: v for k, v in from_file.items() if k not in env_names} | overrides
     try:
         return Settings(**init)
+    except SettingsError as exc:  # a complex value (a JSON object) that is not JSON
+        match = re.search(r'field "(\w+)"', str(exc))
+        field = match.group(1) if match else "?"
+        raise ConfigError(
+            f"environment variable {ENV_PREFIX}{field.upper()}: field {field!r}: expected JSON "
+            f"(for example '{{\"key-id\": \"ed25519:...\"}}')"
+        ) from None
     except ValidationError as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"

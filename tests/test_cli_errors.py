@@ -110,6 +110,17 @@ def _rows(files: dict[str, str], taken: int) -> list[Row]:
             r"ROLLWATCH_BROKER_PORT.*'notaport'",
             env={"ROLLWATCH_BROKER_PORT": "notaport"},
         ),
+        Row(
+            "config-verify-keys-not-json",
+            ["config", "show"],
+            r"ROLLWATCH_VERIFY_KEYS: field 'verify_keys': expected JSON",
+            env={"ROLLWATCH_VERIFY_KEYS": "notjson"},
+        ),
+        Row(
+            "keyring-missing-file",
+            ["keys", "check", f"{tmp}/none.json"],
+            r"none\.json: cannot read the keyring file",
+        ),
         Row("config-bad-toml", ["config", "show", "--config", f"{tmp}/bad.toml"], r"bad\.toml: not valid TOML"),
         Row(
             "config-unknown-field",
