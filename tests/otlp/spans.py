@@ -1,0 +1,140 @@
+"""OTLP trace batches built with the ``opentelemetry-proto`` classes, encoded as the Collector's Kafka exporter does.
+
+``otlp_proto`` is ``TracesData`` serialised. ``otlp_json`` follows the OTLP/JSON rules the
+Collector's marshaler applies (hex ids, integer enums, int64 as strings), written here
+from protobuf's own JSON mapping, independently of :mod:`rollwatch.otlp.decode`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from google.protobuf import json_format
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status, TracesData
+
+from rollwatch.events import CallEvent
+
+__all__ = ["Attr", "SpanSpec", "any_value", "call_span", "otlp_json", "otlp_proto", "traces"]
+
+Attr = str | bool | int | float | Sequence[str]
+
+
+def any_value(value: Attr) -> AnyValue:
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
+    if isinstance(value, str):
+        return AnyValue(string_value=value)
+    return AnyValue(array_value=ArrayValue(values=[AnyValue(string_value=v) for v in value]))
+
+
+def _attributes(values: Mapping[str, Attr]) -> list[KeyValue]:
+    return [KeyValue(key=k, value=any_value(v)) for k, v in values.items()]
+
+
+@dataclass
+class SpanSpec:
+    """One span: ids, times in nanoseconds, kind, status and attributes."""
+
+    trace_id: bytes
+    span_id: bytes
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Attr] = field(default_factory=dict)
+    kind: int = Span.SPAN_KIND_CLIENT
+    status: int = Status.STATUS_CODE_UNSET
+    status_message: str = ""
+    name: str = "chat"
+
+    def build(self) -> Span:
+        return Span(
+            trace_id=self.trace_id,
+            span_id=self.span_id,
+            name=self.name,
+            kind=self.kind,  # type: ignore[arg-type]
+            start_time_unix_nano=self.start_ns,
+            end_time_unix_nano=self.end_ns,
+            attributes=_attributes(self.attributes),
+            status=Status(code=self.status, message=self.status_message),  # type: ignore[arg-type]
+        )
+
+
+def traces(groups: Iterable[tuple[Mapping[str, Attr], Sequence[SpanSpec]]]) -> TracesData:
+    """One ResourceSpans per (resource attributes, spans) group, each with one scope."""
+    return TracesData(
+        resource_spans=[
+            ResourceSpans(
+                resource=Resource(attributes=_attributes(resource)),
+                scope_spans=[ScopeSpans(spans=[spec.build() for spec in specs])],
+            )
+            for resource, specs in groups
+        ]
+    )
+
+
+def otlp_proto(data: TracesData) -> bytes:
+    return data.SerializeToString()
+
+
+def otlp_json(data: TracesData) -> bytes:
+    doc: dict[str, Any] = json_format.MessageToDict(data, use_integers_for_enums=True)
+    for resource_spans, proto_rs in zip(doc.get("resourceSpans", []), data.resource_spans, strict=True):
+        for scope_spans, proto_ss in zip(resource_spans.get("scopeSpans", []), proto_rs.scope_spans, strict=True):
+            for span, proto in zip(scope_spans.get("spans", []), proto_ss.spans, strict=True):
+                span["traceId"] = proto.trace_id.hex()
+                span["spanId"] = proto.span_id.hex()
+    return orjson.dumps(doc)
+
+
+def call_span(event: CallEvent, *, seq: int, with_route: bool = True, cost: bool = True) -> SpanSpec:
+    """The span an instrumented service would record for ``event`` (ends at its ``ts``)."""
+    attrs: dict[str, Attr] = {
+        "gen_ai.operation.name": "chat",
+        "rollwatch.workflow": event.workflow,
+        "rollwatch.task_success": bool(event.task_success),
+        "rollwatch.safety_blocked": event.safety_blocked,
+        "rollwatch.event_id": event.event_id,
+    }
+    if with_route:
+        attrs["rollwatch.route"] = event.route
+    if event.schema_valid is not None:
+        attrs["rollwatch.schema_valid"] = event.schema_valid
+    if event.task_success is None:
+        del attrs["rollwatch.task_success"]
+    if cost:
+        attrs["rollwatch.cost_usd"] = event.cost_usd
+    if event.arm:
+        attrs["rollwatch.arm"] = event.arm
+    if event.segment:
+        attrs["rollwatch.segment"] = event.segment
+    if event.provider:
+        attrs["gen_ai.provider.name"] = event.provider
+    if event.model:
+        attrs["gen_ai.request.model"] = event.model
+    if event.input_tokens is not None:
+        attrs["gen_ai.usage.input_tokens"] = event.input_tokens
+    if event.output_tokens is not None:
+        attrs["gen_ai.usage.output_tokens"] = event.output_tokens
+    if event.quality_score is not None:
+        attrs["rollwatch.quality_score"] = event.quality_score
+    end = event.ts_ms * 1_000_000
+    status = Status.STATUS_CODE_UNSET
+    if event.status != "ok":
+        status = Status.STATUS_CODE_ERROR
+        attrs["error.type"] = "TimeoutError" if event.status == "timeout" else "server_error"
+    return SpanSpec(
+        trace_id=(seq + 1).to_bytes(16, "big"),
+        span_id=(seq + 1).to_bytes(8, "big"),
+        start_ns=end - round(event.latency_ms * 1_000_000),
+        end_ns=end,
+        attributes=attrs,
+        status=status,
+    )
