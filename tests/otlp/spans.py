@@ -94,45 +94,34 @@ def otlp_json(data: TracesData) -> bytes:
     return orjson.dumps(doc)
 
 
-def call_span(event: CallEvent, *, seq: int, with_route: bool = True, cost: bool = True) -> SpanSpec:
-    """The span an instrumented service would record for ``event`` (ends at its ``ts``)."""
-    attrs: dict[str, Attr] = {
-        "gen_ai.operation.name": "chat",
-        "rollwatch.workflow": event.workflow,
-        "rollwatch.task_success": bool(event.task_success),
-        "rollwatch.safety_blocked": event.safety_blocked,
-        "rollwatch.event_id": event.event_id,
+def call_span(event: CallEvent) -> SpanSpec:
+    """The span an instrumented service records for ``event``, which must carry hex ids (``<trace>-<span>``).
+
+    Only what instrumentation knows, plus the outcome attributes: no workflow (the resource's
+    ``service.name``), no route (the ticket's model ids), no cost (the ticket's pricing).
+    """
+    assert event.trace_id is not None
+    attrs: dict[str, Attr] = {"gen_ai.operation.name": "chat", "rollwatch.safety_blocked": event.safety_blocked}
+    optional: dict[str, Attr | None] = {
+        "rollwatch.arm": event.arm,
+        "rollwatch.segment": event.segment,
+        "rollwatch.schema_valid": event.schema_valid,
+        "rollwatch.task_success": event.task_success,
+        "rollwatch.quality_score": event.quality_score,
+        "gen_ai.provider.name": event.provider,
+        "gen_ai.request.model": event.model,
+        "gen_ai.usage.input_tokens": event.input_tokens,
+        "gen_ai.usage.output_tokens": event.output_tokens,
     }
-    if with_route:
-        attrs["rollwatch.route"] = event.route
-    if event.schema_valid is not None:
-        attrs["rollwatch.schema_valid"] = event.schema_valid
-    if event.task_success is None:
-        del attrs["rollwatch.task_success"]
-    if cost:
-        attrs["rollwatch.cost_usd"] = event.cost_usd
-    if event.arm:
-        attrs["rollwatch.arm"] = event.arm
-    if event.segment:
-        attrs["rollwatch.segment"] = event.segment
-    if event.provider:
-        attrs["gen_ai.provider.name"] = event.provider
-    if event.model:
-        attrs["gen_ai.request.model"] = event.model
-    if event.input_tokens is not None:
-        attrs["gen_ai.usage.input_tokens"] = event.input_tokens
-    if event.output_tokens is not None:
-        attrs["gen_ai.usage.output_tokens"] = event.output_tokens
-    if event.quality_score is not None:
-        attrs["rollwatch.quality_score"] = event.quality_score
-    end = event.ts_ms * 1_000_000
+    attrs |= {k: v for k, v in optional.items() if v is not None}
     status = Status.STATUS_CODE_UNSET
     if event.status != "ok":
         status = Status.STATUS_CODE_ERROR
         attrs["error.type"] = "TimeoutError" if event.status == "timeout" else "server_error"
+    end = event.ts_ms * 1_000_000
     return SpanSpec(
-        trace_id=(seq + 1).to_bytes(16, "big"),
-        span_id=(seq + 1).to_bytes(8, "big"),
+        trace_id=bytes.fromhex(event.trace_id),
+        span_id=bytes.fromhex(event.event_id.rsplit("-", 1)[1]),
         start_ns=end - round(event.latency_ms * 1_000_000),
         end_ns=end,
         attributes=attrs,
