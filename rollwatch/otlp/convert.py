@@ -47,6 +47,7 @@ from rollwatch.otlp.errors import InvalidSpanError
 from rollwatch.otlp.names import (
     COST,
     EVENT_ID,
+    OPERATION,
     QUALITY_SCORE,
     SAFETY_BLOCKED,
     SCHEMA_VALID,
@@ -58,7 +59,6 @@ from rollwatch.otlp.routes import RouteBook, cost_usd
 
 __all__ = ["Conversion", "RejectedSpan", "convert", "span_json"]
 
-_OPERATION: Final = "gen_ai.operation.name"
 _KINDS: Final = frozenset({Span.SPAN_KIND_CLIENT, Span.SPAN_KIND_INTERNAL})
 _TIMEOUT: Final = re.compile(r"time[ _-]?d?[ _-]?out|deadline", re.IGNORECASE)
 _ZERO_TRACE: Final = bytes(16)
@@ -125,7 +125,7 @@ def convert(traces: TracesData, names: SpanNames | None = None, books: Books = _
 def _is_call(span: Span, operations: frozenset[str]) -> bool:
     kv: KeyValue
     for kv in span.attributes:
-        if kv.key == _OPERATION:
+        if kv.key == OPERATION:
             return kv.value.string_value in operations
     return False
 

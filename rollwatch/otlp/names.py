@@ -16,6 +16,7 @@ __all__ = [
     "CALL_OPERATIONS",
     "COST",
     "EVENT_ID",
+    "OPERATION",
     "QUALITY_SCORE",
     "SAFETY_BLOCKED",
     "SCHEMA_VALID",
@@ -24,6 +25,8 @@ __all__ = [
     "SpanNames",
 ]
 
+OPERATION: Final = "gen_ai.operation.name"
+"""The attribute that makes a span a GenAI span (the Collector example filters on it too)."""
 CALL_OPERATIONS: Final = ("chat", "text_completion", "generate_content")
 """``gen_ai.operation.name`` values that are model calls; embeddings, tools and agents are skipped."""
 
