@@ -105,7 +105,7 @@ class OtlpBridge:
         """Telemetry messages (one per workflow and chunk) and dead letters for one OTLP message."""
         settings = self._settings
         try:
-            traces = decode_traces(record.value or b"")
+            traces = decode_traces(record.value or b"", genai_only=True)
         except InvalidBatchError as exc:
             self.batches.labels("rejected").inc()
             return [

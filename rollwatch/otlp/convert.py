@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -63,8 +63,11 @@ _KINDS: Final = frozenset({Span.SPAN_KIND_CLIENT, Span.SPAN_KIND_INTERNAL})
 _TIMEOUT: Final = re.compile(r"time[ _-]?d?[ _-]?out|deadline", re.IGNORECASE)
 _ZERO_TRACE: Final = bytes(16)
 _ZERO_SPAN: Final = bytes(8)
+_OTHER: Final = object()
+"""A key-value list, bytes or empty value: no field of a call is read from one."""
 
-Attributes = dict[str, AnyValue]
+Attributes = dict[str, Any]
+"""Attribute values as Python values: str, bool, int, float, a list for an array, :data:`_OTHER` otherwise."""
 Books = Callable[[str], RouteBook | None]
 
 
@@ -108,9 +111,9 @@ def convert(traces: TracesData, names: SpanNames | None = None, books: Books = _
                     out.skipped += 1
                     continue
                 if resource is None:
-                    resource = {kv.key: kv.value for kv in resource_spans.resource.attributes}
+                    resource = _plain(resource_spans.resource.attributes)
                 path = f"resourceSpans[{r}].scopeSpans[{s}].spans[{i}]"
-                attrs: Attributes = {kv.key: kv.value for kv in span.attributes}
+                attrs = _plain(span.attributes)
                 try:
                     call, priced = _call(span, attrs, resource, names, books, path)
                 except InvalidSpanError as exc:
@@ -207,38 +210,49 @@ def _call(
     return call, priced
 
 
+def _plain(kvs: Iterable[KeyValue]) -> Attributes:
+    """Attributes as Python values in one pass (each protobuf access costs a call, so each is made once)."""
+    out: Attributes = {}
+    for kv in kvs:
+        value: AnyValue = kv.value
+        kind = value.WhichOneof("value")
+        if kind == "array_value":
+            out[kv.key] = [v.string_value if v.HasField("string_value") else _OTHER for v in value.array_value.values]
+        elif kind in _SCALARS:
+            out[kv.key] = getattr(value, kind)
+        else:
+            out[kv.key] = _OTHER
+    return out
+
+
+_SCALARS: Final = frozenset({"string_value", "bool_value", "int_value", "double_value"})
+
+
+def _kind(value: Any) -> str:
+    if value is _OTHER:
+        return "another kind of value"
+    return {str: "a string", bool: "a boolean", int: "an integer", float: "a double", list: "an array"}[type(value)]
+
+
 class _Reader:
     """Typed attribute lookups, span first then resource; a value of the wrong type is an error, not a None."""
 
-    __slots__ = ("_attrs", "_path", "_resource")
+    __slots__ = ("_attrs", "_path", "_values")
 
     def __init__(self, attrs: Attributes, resource: Attributes, path: str) -> None:
         self._attrs = attrs
-        self._resource = resource
+        self._values = resource | attrs if resource else attrs
         self._path = path
 
-    def _find(self, key: str) -> tuple[AnyValue, str] | None:
-        value = self._attrs.get(key)
-        if value is not None:
-            return value, f"{self._path}.attributes.{key}"
-        value = self._resource.get(key)
-        if value is not None:
-            return value, f"resource.attributes.{key} of {self._path}"
-        return None
-
-    def _typed(self, key: str, kinds: tuple[str, ...], expected: str) -> tuple[Any, str] | None:
-        found = self._find(key)
-        if found is None:
-            return None
-        value, where = found
-        kind = value.WhichOneof("value")
-        if kind not in kinds:
-            raise InvalidSpanError(where, f"must be {expected}, got {kind or 'an empty value'}")
-        return getattr(value, kind), where
+    def _wrong(self, key: str, expected: str, value: Any) -> InvalidSpanError:
+        where = f"{self._path}.attributes.{key}" if key in self._attrs else f"resource.attributes.{key} of {self._path}"
+        return InvalidSpanError(where, f"must be {expected}, got {_kind(value)} ({value!r:.40})")
 
     def string(self, key: str) -> str | None:
-        found = self._typed(key, ("string_value",), "a string")
-        return found[0] or None if found else None
+        value = self._values.get(key)
+        if value is None or type(value) is str:
+            return value or None
+        raise self._wrong(key, "a string", value)
 
     def first(self, keys: tuple[str, ...]) -> str | None:
         for key in keys:
@@ -248,35 +262,42 @@ class _Reader:
         return None
 
     def boolean(self, key: str) -> bool | None:
-        found = self._typed(key, ("bool_value",), "a boolean")
-        return bool(found[0]) if found else None
+        value = self._values.get(key)
+        if value is None or type(value) is bool:
+            return value
+        raise self._wrong(key, "a boolean", value)
 
     def number(self, key: str) -> float | None:
-        found = self._typed(key, ("double_value", "int_value"), "a number")
-        if found is None:
+        value = self._values.get(key)
+        if value is None:
             return None
-        value, where = float(found[0]), found[1]
+        if type(value) is not float and type(value) is not int:
+            raise self._wrong(key, "a number", value)
         if not math.isfinite(value) or value < 0:
-            raise InvalidSpanError(where, f"must be a finite number >= 0, got {value}")
-        return value
+            raise self._wrong(key, "a finite number >= 0", value)
+        return float(value)
 
     def count(self, *keys: str) -> int | None:
         for key in keys:
-            found = self._typed(key, ("int_value",), "an integer")
-            if found is None:
+            value = self._values.get(key)
+            if value is None:
                 continue
-            if found[0] < 0:
-                raise InvalidSpanError(found[1], f"must be >= 0, got {found[0]}")
-            return int(found[0])
+            if type(value) is not int:
+                raise self._wrong(key, "an integer", value)
+            if value < 0:
+                raise self._wrong(key, ">= 0", value)
+            return value
         return None
 
     def strings(self, key: str) -> list[str]:
-        found = self._typed(key, ("array_value", "string_value"), "an array of strings")
-        if found is None:
+        value = self._values.get(key)
+        if value is None:
             return []
-        if isinstance(found[0], str):
-            return [found[0]]
-        return [v.string_value for v in found[0].values]
+        if type(value) is str:
+            return [value]
+        if type(value) is not list:
+            raise self._wrong(key, "an array of strings", value)
+        return [v for v in value if type(v) is str]
 
 
 def _lookup_quietly(keys: tuple[str, ...], attrs: Attributes, resource: Attributes) -> str | None:
@@ -284,8 +305,8 @@ def _lookup_quietly(keys: tuple[str, ...], attrs: Attributes, resource: Attribut
     for source in (attrs, resource):
         for key in keys:
             value = source.get(key)
-            if value is not None and value.WhichOneof("value") == "string_value" and value.string_value:
-                return value.string_value
+            if type(value) is str and value:
+                return value
     return None
 
 

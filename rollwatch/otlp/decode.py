@@ -21,11 +21,14 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
 from rollwatch.otlp.errors import InvalidBatchError
+from rollwatch.otlp.names import OPERATION
 
 __all__ = ["Encoding", "decode_traces", "detect_encoding"]
 
 Encoding = Literal["otlp_proto", "otlp_json"]
 _ID_FIELDS: Final = ("traceId", "spanId", "parentSpanId")
+_GENAI_KINDS: Final = (1, 3, "SPAN_KIND_INTERNAL", "SPAN_KIND_CLIENT")
+"""INTERNAL and CLIENT, as OTLP/JSON may write them (integers, or the enum's names)."""
 
 
 def detect_encoding(raw: bytes) -> Encoding:
@@ -33,11 +36,18 @@ def detect_encoding(raw: bytes) -> Encoding:
     return "otlp_json" if raw.lstrip()[:1] == b"{" else "otlp_proto"
 
 
-def decode_traces(raw: bytes) -> TracesData:
-    """Decode one message; :class:`InvalidBatchError` when it is neither encoding or holds no spans."""
+def decode_traces(raw: bytes, *, genai_only: bool = False) -> TracesData:
+    """Decode one message; :class:`InvalidBatchError` when it is neither encoding or holds no spans.
+
+    With ``genai_only``, spans of OTLP/JSON that cannot be GenAI calls (kind not CLIENT or
+    INTERNAL, or no ``gen_ai.operation.name`` attribute) are left empty in place, so their
+    positions stay and :func:`~rollwatch.otlp.convert.convert` skips them: ``json_format``
+    is pure Python, and parsing spans nobody reads was half the cost of a mixed batch
+    (``bench/bench_otlp.py``). Protobuf is parsed in C whatever it holds.
+    """
     if not raw:
         raise InvalidBatchError("", "message has no value")
-    traces = _from_json(raw) if detect_encoding(raw) == "otlp_json" else _from_proto(raw)
+    traces = _from_json(raw, genai_only) if detect_encoding(raw) == "otlp_json" else _from_proto(raw)
     if not traces.resource_spans:
         raise InvalidBatchError("resourceSpans", "holds no spans: not an OTLP trace batch")
     return traces
@@ -52,14 +62,14 @@ def _from_proto(raw: bytes) -> TracesData:
     return traces
 
 
-def _from_json(raw: bytes) -> TracesData:
+def _from_json(raw: bytes, genai_only: bool) -> TracesData:
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidBatchError("", f"not valid JSON: {exc}") from None
     if type(document) is not dict:
         raise InvalidBatchError("", "an OTLP/JSON batch must be an object with resourceSpans")
-    _hex_ids_to_base64(document)
+    _prepare(document, genai_only)
     traces = TracesData()
     try:
         # Receivers must ignore fields they do not know (OTLP specification, JSON encoding).
@@ -69,15 +79,30 @@ def _from_json(raw: bytes) -> TracesData:
     return traces
 
 
-def _hex_ids_to_base64(document: dict[str, Any]) -> None:
-    """OTLP/JSON ids are hex; protobuf's JSON mapping reads bytes as base64."""
+def _prepare(document: dict[str, Any], genai_only: bool) -> None:
+    """Hex ids to base64 (protobuf's JSON mapping reads bytes as base64); blank non-GenAI spans if asked."""
     for r, resource_spans in enumerate(_items(document.get("resourceSpans"))):
         for s, scope_spans in enumerate(_items(resource_spans.get("scopeSpans"))):
-            for i, span in enumerate(_items(scope_spans.get("spans"))):
+            spans = scope_spans.get("spans")
+            if type(spans) is not list:
+                continue
+            for i, span in enumerate(spans):
+                if type(span) is not dict:
+                    continue
+                if genai_only and not _maybe_genai(span):
+                    spans[i] = {}
+                    continue
                 path = f"resourceSpans[{r}].scopeSpans[{s}].spans[{i}]"
                 _rewrite(span, path)
                 for k, link in enumerate(_items(span.get("links"))):
                     _rewrite(link, f"{path}.links[{k}]")
+
+
+def _maybe_genai(span: dict[str, Any]) -> bool:
+    if span.get("kind") not in _GENAI_KINDS:
+        return False
+    attributes = span.get("attributes")
+    return type(attributes) is list and any(type(a) is dict and a.get("key") == OPERATION for a in attributes)
 
 
 def _items(value: Any) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from rollwatch.otlp import InvalidBatchError, convert, decode_traces, detect_encoding
 from tests.otlp.spans import SpanSpec, otlp_json, otlp_proto, traces
@@ -59,3 +60,21 @@ def test_a_message_that_is_no_trace_batch_is_refused_with_a_reason(raw: bytes, f
         decode_traces(raw)
     assert caught.value.field == field
     assert problem in caught.value.problem
+
+
+def test_genai_only_blanks_other_json_spans_in_place_and_converts_the_same() -> None:
+    genai = {"gen_ai.operation.name": "chat", "rollwatch.workflow": "wf", "rollwatch.route": "wf/a"}
+    bad = genai | {"gen_ai.usage.input_tokens": "x"}
+    specs = [
+        SpanSpec(b"\x01" * 16, b"\x01" * 8, 1, 2, {"http.route": "/"}),
+        SpanSpec(b"\x02" * 16, b"\x02" * 8, 1, 2, dict(genai)),
+        SpanSpec(b"\x03" * 16, b"\x03" * 8, 1, 2, dict(genai), kind=Span.SPAN_KIND_SERVER),
+        SpanSpec(b"\x04" * 16, b"\x04" * 8, 1, 2, dict(bad)),
+    ]
+    raw = otlp_json(traces([({}, specs)]))
+    blanked = decode_traces(raw, genai_only=True)
+    assert [s.span_id for s in blanked.resource_spans[0].scope_spans[0].spans] == [b"", b"\x02" * 8, b"", b"\x04" * 8]
+    full, fast = convert(decode_traces(raw)), convert(blanked)
+    assert (fast.calls, fast.skipped) == (full.calls, full.skipped) == (fast.calls, 2)
+    assert [(r.index, r.error.field) for r in fast.rejected] == [(r.index, r.error.field) for r in full.rejected]
+    assert [r.index for r in fast.rejected] == [3]
