@@ -102,17 +102,28 @@ class OtlpBridge:
         return book
 
     def translate(self, record: SourceRecord) -> list[Outgoing]:
-        """Telemetry messages (one per workflow and chunk) and dead letters for one OTLP message."""
+        """Telemetry messages (one per workflow and chunk) and dead letters for one OTLP message.
+
+        Never raises on content: a bug met by one message costs that message (dead-lettered
+        with the error), not a bridge that would re-read it forever.
+        """
+        try:
+            return self._translate(record)
+        except Exception as exc:
+            log.exception("unexpected error converting %s[%d]@%d", record.topic, record.partition, record.offset)
+            return self._reject(record, f"internal error while converting: {exc!r}", "")
+
+    def _reject(self, record: SourceRecord, reason: str, field: str) -> list[Outgoing]:
+        self.batches.labels("rejected").inc()
+        topic = self._settings.topic_deadletter
+        return [dead_letter(topic, record, reason=reason, field=field, index=None, raw=record.value)]
+
+    def _translate(self, record: SourceRecord) -> list[Outgoing]:
         settings = self._settings
         try:
             traces = decode_traces(record.value or b"", genai_only=True)
         except InvalidBatchError as exc:
-            self.batches.labels("rejected").inc()
-            return [
-                dead_letter(
-                    settings.topic_deadletter, record, reason=str(exc), field=exc.field, index=None, raw=record.value
-                )
-            ]
+            return self._reject(record, str(exc), exc.field)
         self.batches.labels("ok").inc()
         result = convert(traces, self._names, self.book)
         self.spans.labels("call").inc(len(result.calls))

@@ -113,3 +113,14 @@ async def test_the_running_bridge_forwards_and_dead_letters_over_the_broker(kafk
     assert [(e.route, e.cost_usd) for e in events] == [(TICKET.candidate.route, 0.0)] * 2  # no tokens: nothing to price
     [letter] = dead
     assert "not valid JSON" in orjson.loads(letter.value)["reason"]
+
+
+def test_a_conversion_bug_costs_one_message_not_the_bridge() -> None:
+    def broken(workflow: str) -> bytes | None:
+        raise RuntimeError("ticket store exploded")
+
+    under_test = OtlpBridge(SETTINGS, WorkerOptions(), tickets=broken)
+    [dead] = under_test.translate(record(otlp_proto(traces([(RESOURCE, [span(0)])]))))
+    doc = orjson.loads(dead.value)
+    assert dead.topic == SETTINGS.topic_deadletter
+    assert "internal error while converting" in doc["reason"] and "ticket store exploded" in doc["reason"]
