@@ -21,15 +21,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
-from google.protobuf import json_format
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, TracesData
 
 from rollwatch.events import CallEvent, decode_message, encode_events
 from rollwatch.gates.engine import Engine
-from rollwatch.otlp import RouteBook, convert, decode_traces
+from rollwatch.otlp import RouteBook, convert, decode_traces, encode_json
 from rollwatch.tickets.load import load_ticket
 
 N = 50_000
@@ -91,16 +89,6 @@ def traces(first: int, count: int) -> TracesData:
     return TracesData(resource_spans=[ResourceSpans(resource=resource, scope_spans=[ScopeSpans(spans=batch)])])
 
 
-def otlp_json(data: TracesData) -> bytes:
-    """OTLP/JSON as the Collector writes it: hex ids, integer enums."""
-    doc = json_format.MessageToDict(data, use_integers_for_enums=True)
-    for rs, proto_rs in zip(doc["resourceSpans"], data.resource_spans, strict=True):
-        for ss, proto_ss in zip(rs["scopeSpans"], proto_rs.scope_spans, strict=True):
-            for span, proto in zip(ss["spans"], proto_ss.spans, strict=True):
-                span["traceId"], span["spanId"] = proto.trace_id.hex(), proto.span_id.hex()
-    return orjson.dumps(doc)
-
-
 def books(workflow: str) -> RouteBook | None:
     return BOOK
 
@@ -121,7 +109,7 @@ def run(fold: Callable[[Engine], int], repeat: int = 3) -> float:
 def main() -> None:
     proto_batches = [traces(b, 200) for b in range(0, N, 200)]
     protos = [t.SerializeToString() for t in proto_batches]
-    jsons = [otlp_json(t) for t in proto_batches]
+    jsons = [encode_json(t) for t in proto_batches]
     calls: list[CallEvent] = [c for raw in protos for c in convert(decode_traces(raw), books=books).calls]
     assert len(calls) == N
     telemetry = [encode_events(calls[b : b + 500]) for b in range(0, N, 500)]

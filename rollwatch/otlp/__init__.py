@@ -7,8 +7,8 @@ exporter at a topic and need no rollwatch emitter in their services.
 
 from __future__ import annotations
 
-from rollwatch.otlp.convert import Conversion, RejectedSpan, convert, span_json
-from rollwatch.otlp.decode import Encoding, decode_traces, detect_encoding
+from rollwatch.otlp.convert import Conversion, RejectedSpan, convert
+from rollwatch.otlp.decode import Encoding, decode_traces, detect_encoding, encode_json
 from rollwatch.otlp.errors import InvalidBatchError, InvalidSpanError, OtlpError
 from rollwatch.otlp.names import SpanNames
 from rollwatch.otlp.routes import RouteBook, cost_usd
@@ -26,5 +26,5 @@ __all__ = [
     "cost_usd",
     "decode_traces",
     "detect_encoding",
-    "span_json",
+    "encode_json",
 ]

@@ -36,13 +36,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import orjson
-from google.protobuf import json_format
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status, TracesData
 
 from rollwatch.errors import InvalidEventError
 from rollwatch.events import CallEvent, parse_event
+from rollwatch.otlp.decode import encode_json
 from rollwatch.otlp.errors import InvalidSpanError
 from rollwatch.otlp.names import (
     COST,
@@ -57,7 +56,7 @@ from rollwatch.otlp.names import (
 )
 from rollwatch.otlp.routes import RouteBook, cost_usd
 
-__all__ = ["Conversion", "RejectedSpan", "convert", "span_json"]
+__all__ = ["Conversion", "RejectedSpan", "convert"]
 
 _KINDS: Final = frozenset({Span.SPAN_KIND_CLIENT, Span.SPAN_KIND_INTERNAL})
 _TIMEOUT: Final = re.compile(r"time[ _-]?d?[ _-]?out|deadline", re.IGNORECASE)
@@ -118,7 +117,7 @@ def convert(traces: TracesData, names: SpanNames | None = None, books: Books = _
                     call, priced = _call(span, attrs, resource, names, books, path)
                 except InvalidSpanError as exc:
                     workflow = _lookup_quietly(names.workflow, attrs, resource)
-                    out.rejected.append(RejectedSpan(index, exc, span_json(span), workflow))
+                    out.rejected.append(RejectedSpan(index, exc, encode_json(span), workflow))
                     continue
                 out.calls.append(call)
                 out.unpriced += not priced
@@ -308,15 +307,3 @@ def _lookup_quietly(keys: tuple[str, ...], attrs: Attributes, resource: Attribut
             if type(value) is str and value:
                 return value
     return None
-
-
-def span_json(span: Span) -> bytes:
-    """A span in OTLP/JSON (hex ids), for a dead letter a person can read."""
-    doc = json_format.MessageToDict(span, use_integers_for_enums=True)
-    for key in ("traceId", "spanId", "parentSpanId"):
-        if key in doc:
-            doc[key] = getattr(span, _SNAKE[key]).hex()
-    return orjson.dumps(doc)
-
-
-_SNAKE: Final = {"traceId": "trace_id", "spanId": "span_id", "parentSpanId": "parent_span_id"}

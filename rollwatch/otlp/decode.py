@@ -17,13 +17,13 @@ from typing import Any, Final, Literal
 
 import orjson
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
 from rollwatch.otlp.errors import InvalidBatchError
 from rollwatch.otlp.names import OPERATION
 
-__all__ = ["Encoding", "decode_traces", "detect_encoding"]
+__all__ = ["Encoding", "decode_traces", "detect_encoding", "encode_json"]
 
 Encoding = Literal["otlp_proto", "otlp_json"]
 _ID_FIELDS: Final = ("traceId", "spanId", "parentSpanId")
@@ -34,6 +34,28 @@ _GENAI_KINDS: Final = (1, 3, "SPAN_KIND_INTERNAL", "SPAN_KIND_CLIENT")
 def detect_encoding(raw: bytes) -> Encoding:
     """Which of the exporter's encodings ``raw`` is in (see the module docstring)."""
     return "otlp_json" if raw.lstrip()[:1] == b"{" else "otlp_proto"
+
+
+def encode_json(message: Message) -> bytes:
+    """A message (``TracesData``, a ``Span``, ...) in OTLP/JSON as the Collector writes it: hex ids, integer enums.
+
+    For dead letters a person can read, and for tests and benchmarks that play the Collector.
+    """
+    doc = json_format.MessageToDict(message, use_integers_for_enums=True)
+    _ids_to_hex(doc)
+    return orjson.dumps(doc)
+
+
+def _ids_to_hex(node: Any) -> None:
+    if type(node) is dict:
+        for key, value in node.items():
+            if key in _ID_FIELDS and type(value) is str:
+                node[key] = base64.b64decode(value).hex()
+            else:
+                _ids_to_hex(value)
+    elif type(node) is list:
+        for item in node:
+            _ids_to_hex(item)
 
 
 def decode_traces(raw: bytes, *, genai_only: bool = False) -> TracesData:
