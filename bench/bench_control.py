@@ -28,6 +28,7 @@ from rollwatch.commands import Evidence, Reason, RollbackCommand, TicketRef, enc
 from rollwatch.flagstore.service import FlagStore
 from rollwatch.gateway import ControlSubscriber, FlagCache
 from rollwatch.kafka import ensure_topics, make_producer
+from rollwatch.ops.traffic import release_value
 from rollwatch.settings import Settings, load_settings
 from rollwatch.signing import sign_command
 from rollwatch.tickets import Ticket, load_ticket, ticket_to_json
@@ -105,7 +106,8 @@ async def run(bootstrap: str) -> bool:
     await ensure_topics(settings)
     producer = make_producer(settings, linger_ms=0)
     await producer.start()
-    await producer.send_and_wait(settings.topic_releases, ticket_to_json(ticket), key=ticket.workflow.encode())
+    release = release_value(settings, ticket, ticket_to_json(ticket))  # consumers refuse unsigned tickets
+    await producer.send_and_wait(settings.topic_releases, release, key=ticket.workflow.encode())
     await producer.stop()
     store = FlagStore(settings)
     waits = (20, 5)  # the subscriber's default fetch wait, and a tighter one

@@ -52,10 +52,10 @@ from rollwatch.broker import EmbeddedBroker, free_port  # noqa: E402
 from rollwatch.commands import decode_command  # noqa: E402
 from rollwatch.events import Event, encode_events  # noqa: E402
 from rollwatch.kafka import client_options, ensure_topics, make_producer  # noqa: E402
-from rollwatch.ops.traffic import in_time_order  # noqa: E402
+from rollwatch.ops.traffic import in_time_order, release_value  # noqa: E402
 from rollwatch.settings import Settings, load_settings  # noqa: E402
 from rollwatch.synth import Traffic, generate  # noqa: E402
-from rollwatch.tickets.load import load_ticket, ticket_to_json  # noqa: E402
+from rollwatch.tickets.load import load_ticket, load_ticket_bytes, ticket_to_json  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "support-summary.ticket.yaml"
 STAGES = ("wait", "fold", "judge", "commands", "checkpoint", "ack")
@@ -69,7 +69,8 @@ async def send_paced(
     await producer.start()
     try:
         key = traffic.workflow.encode()
-        await producer.send_and_wait(settings.topic_releases, ticket, key=key)
+        release = release_value(settings, load_ticket_bytes(ticket, "ticket"), ticket)
+        await producer.send_and_wait(settings.topic_releases, release, key=key)
         start_ms = int(time.time() * 1000)
         started = time.monotonic()
         pending: list[Event] = []
@@ -200,13 +201,11 @@ def main() -> None:
     args = parser.parse_args()
     deadline_s = 90.0
     with EmbeddedBroker(port=free_port()) as broker, tempfile.TemporaryDirectory() as data:
-        settings = load_settings(None, bootstrap_servers=broker.bootstrap_servers)
+        key = f"hmac-sha256:{secrets.token_hex(16)}"  # signs the ticket and the commands; the worker trusts it
+        settings = load_settings(None, bootstrap_servers=broker.bootstrap_servers, signing_key=key)
         asyncio.run(ensure_topics(settings))
         web = free_port()
-        env = os.environ | {
-            "ROLLWATCH_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-            "ROLLWATCH_SIGNING_KEY": f"hmac-sha256:{secrets.token_hex(16)}",
-        }
+        env = os.environ | {"ROLLWATCH_BOOTSTRAP_SERVERS": broker.bootstrap_servers, "ROLLWATCH_SIGNING_KEY": key}
         extra = []
         for option in ("batch_within", "fetch_max_wait", "checkpoint_interval"):
             if getattr(args, option) is not None:

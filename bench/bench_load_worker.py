@@ -64,8 +64,9 @@ sys.path.insert(0, str(ROOT))
 
 from rollwatch.broker import EmbeddedBroker, free_port  # noqa: E402
 from rollwatch.kafka import client_options, ensure_topics, make_producer  # noqa: E402
+from rollwatch.ops.traffic import release_value  # noqa: E402
 from rollwatch.settings import Settings, load_settings  # noqa: E402
-from rollwatch.tickets import load_ticket, ticket_to_json  # noqa: E402
+from rollwatch.tickets import load_ticket, load_ticket_bytes, ticket_to_json  # noqa: E402
 from tests.agents.harness import WorkerProcess, write_config  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "support-summary.ticket.yaml"
@@ -370,6 +371,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
             None,
             bootstrap_servers=broker.bootstrap_servers,
             telemetry_partitions=args.partitions,
+            signing_key=f"hmac-sha256:{uuid.uuid4().hex}",  # signs the tickets; the worker trusts it
             **{f"topic_{role}": f"{tag}.{role}" for role in roles},
         )
         await ensure_topics(settings)
@@ -380,7 +382,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
         )
         print(f"code: {code_state()}; load average {load_average()} on {os.cpu_count()} cores")
         t = time.perf_counter()
-        tickets = ticket_messages(args.workflows)
+        tickets = [
+            (k, release_value(settings, load_ticket_bytes(v, "ticket"), v)) for k, v in ticket_messages(args.workflows)
+        ]
         producer = make_producer(settings, linger_ms=20, max_batch_size=1024 * 1024)
         await producer.start()
         try:

@@ -19,10 +19,17 @@ from rollwatch import __version__
 from rollwatch.agents.cli import worker
 from rollwatch.errors import RollwatchError
 from rollwatch.flagstore.cli import drill_command, flagstore_command
-from rollwatch.ops.cli import status_command, tail_command, ticket_publish_command, traffic_command
+from rollwatch.ops.cli import (
+    status_command,
+    tail_command,
+    ticket_publish_command,
+    ticket_retire_command,
+    traffic_command,
+)
 from rollwatch.replay_cli import replay
 from rollwatch.settings import Settings, load_settings
 from rollwatch.tickets.cli import ticket_app
+from rollwatch.trust.cli import keys_app
 
 __all__ = ["app", "main"]
 
@@ -38,6 +45,7 @@ config_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
 app.add_typer(ticket_app, name="ticket")
+app.add_typer(keys_app, name="keys")
 app.command()(replay)
 app.command("flagstore")(flagstore_command)
 app.command("drill")(drill_command)
@@ -46,6 +54,7 @@ app.command("tail")(tail_command)
 app.command("status")(status_command)
 app.command("traffic")(traffic_command)
 ticket_app.command("publish")(ticket_publish_command)
+ticket_app.command("retire")(ticket_retire_command)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file (else $ROLLWATCH_CONFIG).")

@@ -126,10 +126,14 @@ class CustomerMessage(_Record):
 
 
 class Signature(_Record):
-    """Over the canonical JSON of the command without this field (sorted keys, orjson)."""
+    """Over the RFC 8785 form of the command without this field (see :mod:`rollwatch.trust`).
+
+    ``canon`` is absent only on commands signed by rollwatch 0.1 (the legacy form).
+    """
 
     alg: Literal["hmac-sha256", "ed25519"]
     key_id: Id
+    canon: Literal["rfc8785"] | None = None
     value: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 

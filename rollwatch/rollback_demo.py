@@ -127,7 +127,11 @@ def run_rollback_demo(
             "ROLLWATCH_SIGNING_KEY_ID": "demo",
             "ROLLWATCH_SIGNING_KEY": key,
         }
-        settings = load_settings(None, bootstrap_servers=broker.bootstrap_servers)
+        # The demo's one key signs the ticket (release manager), the commands (worker) and is trusted
+        # for both: development mode of docs/trust-model.md.
+        settings = load_settings(
+            None, bootstrap_servers=broker.bootstrap_servers, signing_key_id="demo", signing_key=key
+        )
         asyncio.run(ensure_topics(settings))
         web_port = free_port()
         log = log_path.open("w")  # a file, not a pipe: a chatty worker must never block on a full pipe

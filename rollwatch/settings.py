@@ -59,14 +59,34 @@ class Settings(BaseSettings):
         ("chat", "text_completion", "generate_content"), description="gen_ai.operation.name values that are calls."
     )
 
+    web_host: str = Field("127.0.0.1", description="Where the worker's HTTP endpoint (status, /metrics) listens.")
     web_port: Port = Field(6066, description="The worker's HTTP port (status and /metrics).")
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     signing_key_id: str = "rollwatch-dev"
-    signing_key: SecretStr | None = Field(None, description="HMAC-SHA256 key for signing commands.")
+    signing_key: SecretStr | None = Field(
+        None, description="This process's signing key: 'ed25519:<base64 seed>' or an HMAC-SHA256 secret."
+    )
+    principal: str = Field(
+        "rollwatch-worker",
+        min_length=1,
+        description="Who this process signs as when the keyring does not list its key (development mode).",
+    )
+    keyring_file: Path | None = Field(
+        None, description="JSON keyring (schemas/keyring.v1.json): the principals, their keys, what each may sign."
+    )
     verify_keys: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description="key_id -> key trusted to sign commands: 'ed25519:<base64 public key>' or an HMAC secret.",
+        description="Older form: key_id -> key trusted to sign commands as the principal named key_id.",
+    )
+    legacy_command_signatures: bool = Field(
+        True, description="Accept commands signed in the pre-RFC 8785 form (for one release); false refuses them."
+    )
+    command_max_skew_s: Annotated[float, Field(gt=0)] = Field(
+        300.0, description="How far a command's issued_at may be from when it was sent or from this clock's future."
+    )
+    command_max_age_s: Annotated[float, Field(gt=0)] = Field(
+        3900.0, description="Oldest issued_at a consumer applies, and the longest life a command may give itself."
     )
     command_ack_deadline_s: Annotated[float, Field(gt=0)] = Field(
         10.0, description="Seconds a consumer has to apply a command before it counts as missed."

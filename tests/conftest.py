@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,14 +29,24 @@ def broker() -> Iterator[EmbeddedBroker]:
 
 @pytest.fixture
 def kafka_settings(broker: EmbeddedBroker) -> Settings:
-    """Settings pointing at the session broker, with topic names private to the test."""
+    """Settings pointing at the session broker, with topic names private to the test.
+
+    They carry a fresh HMAC key (development mode: trusted for commands, tickets and flag
+    documents), because every consumer refuses unsigned tickets.
+    """
     tag = uuid.uuid4().hex[:8]
     names: dict[str, Any] = {
         f"topic_{role}": f"t{tag}.{role}"
         for role in ("telemetry", "control", "acks", "deadletter", "releases", "flags")
     }
     return load_settings(
-        None, bootstrap_servers=broker.bootstrap_servers, telemetry_partitions=4, control_partitions=2, **names
+        None,
+        bootstrap_servers=broker.bootstrap_servers,
+        telemetry_partitions=4,
+        control_partitions=2,
+        signing_key_id="test-key",
+        signing_key=secrets.token_urlsafe(32),
+        **names,
     )
 
 

@@ -58,6 +58,7 @@ from rollwatch.agents.ports import EngineFactory
 from rollwatch.agents.runtime import Runtime, Topics
 from rollwatch.agents.tickets import TicketFeed
 from rollwatch.settings import Settings
+from rollwatch.trust import keyring_from_settings
 
 __all__ = [
     "DEFAULT_GROUP",
@@ -139,7 +140,7 @@ def _faust_config(settings: Settings, options: WorkerOptions, partitions: int) -
         "producer_linger": 0.002,
         "web_enabled": True,
         "web_port": options.web_port or settings.web_port,
-        "web_bind": options.web_bind,
+        "web_bind": options.web_bind or settings.web_host,
         "web_stats_enabled": False,
         "web_graph_enabled": False,
         "web_tables_enabled": False,
@@ -244,6 +245,7 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
         metrics=metrics,
         worker=options.worker_name,
         max_command_ids=options.max_command_ids,
+        keyring=keyring_from_settings(settings),
     )
     feed = TicketFeed(settings, client_id=f"rollwatch-{runtime.worker}-tickets")
     pipeline = Pipeline(app, runtime, feed, options)

@@ -117,6 +117,9 @@ ConfigOption = Annotated[
 def worker(
     config: ConfigOption = None,
     web_port: Annotated[int | None, typer.Option("--web-port", help="Port of /metrics and /status.")] = None,
+    web_host: Annotated[
+        str | None, typer.Option("--web-host", help="Address of /metrics and /status (default 127.0.0.1).")
+    ] = None,
     name: Annotated[
         str | None,
         typer.Option("--name", "--worker-id", "--workers-id", help="Worker name (logs, /status); default host-pid."),
@@ -155,6 +158,7 @@ def worker(
         group=group,
         name=name,
         web_port=web_port,
+        web_bind=web_host,
         data_dir=data_dir,
         session_timeout=session_timeout,
         heartbeat_interval=max(0.5, session_timeout / 5),

@@ -140,6 +140,12 @@ class Metrics:
             registry=r,
         )
         self.tickets = Counter("rollwatch_tickets", "Release tickets read", ["result"], registry=r)
+        self.ticket_refusals = Counter(
+            "rollwatch_tickets_refused",
+            "Releases records refused: unsigned, forged, untrusted key, tombstone, older revision",
+            ["code"],
+            registry=r,
+        )
         self.engine_errors = Counter(
             "rollwatch_engine_errors", "Exceptions raised by an engine", ["workflow", "stage"], registry=r
         )

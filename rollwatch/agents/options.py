@@ -23,7 +23,8 @@ class WorkerOptions:
     """This worker's name in logs, /status and the Kafka client id (default: host-pid)."""
     web_port: int | None = None
     """HTTP port for /metrics and /status (default: ``settings.web_port``)."""
-    web_bind: str = "0.0.0.0"
+    web_bind: str | None = None
+    """Address /metrics and /status listen on (default: ``settings.web_host``, 127.0.0.1)."""
     data_dir: Path | None = None
     """faust's data directory (memory store, but faust still creates it); default: a temp dir."""
     partitions: int | None = None

@@ -25,9 +25,12 @@ from rollwatch.agents.errors import CheckpointError
 from rollwatch.agents.metrics import GateSnapshot, Metrics
 from rollwatch.agents.ports import EngineFactory, GateReading
 from rollwatch.agents.records import BoundedSet, Fold, Judgement, Outgoing, Slot, SourceRecord, Topics
+from rollwatch.agents.releases import ReleaseGate
 from rollwatch.commands import encode_command
 from rollwatch.errors import InvalidEventError
 from rollwatch.events import MAX_FUTURE_SKEW_MS, DecodedMessage, Event, Rejected, decode_message, reject_future
+from rollwatch.trust import Keyring
+from rollwatch.trust.releases import ReleaseRefused
 
 __all__ = ["BoundedSet", "Fold", "Judgement", "Runtime", "Slot", "Topics"]
 
@@ -67,8 +70,11 @@ class Runtime:
         worker: str,
         max_command_ids: int = 100_000,
         apply_every: int = 8192,
+        keyring: Keyring | None = None,
     ) -> None:
         self.factory = factory
+        self.releases = ReleaseGate(keyring)
+        """Only signed tickets (keys trusted for tickets) reach the engines; refusals are remembered."""
         self.apply_every = apply_every
         """Events decoded before they are handed to engines: bounds memory and GC work per batch."""
         self.topics = topics
@@ -435,12 +441,19 @@ class Runtime:
             workflow = record.key.decode("utf-8")
         except UnicodeDecodeError:
             return reject("the key of a release ticket must be a UTF-8 workflow name")
-        if record.value is None:
+        try:
+            release = self.releases.admit(workflow, record.key, record.value)
+        except ReleaseRefused as exc:
+            metrics.ticket_refusals.labels(exc.code).inc()
+            log.warning("ticket record for %r refused (%s); the one in force stays: %s", workflow, exc.code, exc)
+            return reject(f"ticket refused ({exc.code}): {exc}")
+        prior = self.releases.took(workflow, release)
+        if release.text is None:
             self.tickets.pop(workflow, None)
             metrics.tickets.labels("deleted").inc()
-            log.info("ticket of workflow %r deleted; its engine keeps the last one", workflow)
+            log.info("ticket of workflow %r retired by %s; its engine keeps the last one", workflow, release.author)
             return []
-        self.tickets[workflow] = record.value
+        self.tickets[workflow] = release.text
         if not self.recovered or not self.owns(workflow):
             # Mid-rebalance a fresh engine would shadow the checkpoint about to be restored;
             # on_recovered installs stored tickets on the engines it restores or creates.
@@ -449,14 +462,15 @@ class Runtime:
         slot = self.slots.get(workflow) or self._create(workflow, self.key_partition(workflow), install=False)
         if slot is None:
             return reject("no engine could be created for this workflow")
-        if slot.ticket == record.value:
+        if slot.ticket == release.text:
             metrics.tickets.labels("unchanged").inc()
             return []
         error = self._install_ticket(slot)
         if error is not None:
+            self.releases.undo(workflow, prior)
             return reject(str(error) or type(error).__name__, getattr(error, "field", None))
         metrics.tickets.labels("applied").inc()
-        log.info("ticket of workflow %r installed (%d bytes)", workflow, len(record.value))
+        log.info("ticket of workflow %r installed (%d bytes, by %s)", workflow, len(release.text), release.author)
         return []
 
     # -- observation -----------------------------------------------------------------------
@@ -494,12 +508,14 @@ class Runtime:
                 "applied": {str(p): o for p, o in sorted(slot.applied.items())},
                 "unsaved": slot.dirty,
                 "engine": engine,
+                "ticket_refused": self.releases.refusals.get(workflow),
             }
         return {
             "worker": self.worker,
             "partitions": sorted(self.assigned or ()),
             "recovered": self.recovered,
             "tickets": sorted(self.tickets),
+            "ticket_refusals": dict(sorted(self.releases.refusals.items())),
             "totals": dict(self.totals),
             "first_batch_at": self.first_batch_at,
             "last_batch_at": self.last_batch_at,

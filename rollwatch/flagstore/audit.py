@@ -1,5 +1,8 @@
 """The audit trail: one record per command the flag store saw, applied or not, and why.
 
+Refused release tickets and flag documents are audited too (``subject`` says which):
+an attack on the control path that never became a command still leaves a trace.
+
 An incident review asks "who changed what, when, under which ticket, and what was
 turned away". The acks topic answers part of it; this trail keeps the full command
 context (issuer, ticket, flags, position on the control topic) in a bounded in-memory
@@ -18,11 +21,12 @@ from typing import Any, Literal, TypeAlias
 
 import orjson
 
-__all__ = ["AuditLog", "AuditRecord", "Outcome"]
+__all__ = ["AuditLog", "AuditRecord", "Outcome", "Subject"]
 
 log = logging.getLogger(__name__)
 
 Outcome: TypeAlias = Literal["applied", "refused", "duplicate"]
+Subject: TypeAlias = Literal["command", "ticket", "flags"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,7 @@ class AuditRecord:
     flags: dict[str, Any] = field(default_factory=dict)
     partition: int | None = None
     offset: int | None = None
+    subject: Subject = "command"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -12,8 +12,8 @@ uses: every consumer still has to receive, verify, authorize, apply and ack it, 
 control path is proven end to end without moving users. ``segment=None`` drills the
 whole workflow (staging, or a deliberate production drill).
 
-The issuer must be allowed to set every drilled flag (see :mod:`~rollwatch.flagstore.verify`);
-by default it is the first owner, in role order, the ticket allows.
+The issuer is the owner of the signing key (the keyring's principal for it), who must be
+allowed to set every drilled flag (see :mod:`~rollwatch.flagstore.verify`).
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
 from rollwatch.commands import ControlAck, Evidence, Reason, RollbackCommand, TicketRef, decode_ack, encode_command
 from rollwatch.errors import ContractError
+from rollwatch.flagstore.effects import DRILL_SEGMENT
 from rollwatch.flagstore.errors import DrillError
 from rollwatch.flagstore.service import load_flag_states
 from rollwatch.flagstore.state import FlagMap
@@ -38,11 +39,12 @@ from rollwatch.flagstore.verify import TicketBook, authority_refusal
 from rollwatch.kafka import make_producer
 from rollwatch.settings import Settings
 from rollwatch.signing import SigningKey, sign_command, signing_key_from_settings
-from rollwatch.tickets import ROLES, Ticket, TicketError, apply_changes, candidate_flags, flag_changes
+from rollwatch.tickets import Ticket, TicketError, apply_changes, candidate_flags, flag_changes
+from rollwatch.trust import Keyring, keyring_from_settings
+from rollwatch.trust.releases import ReleaseRefused
 
 __all__ = ["DRILL_SEGMENT", "ConsumerResult", "DrillReport", "PhaseReport", "drill_flags", "run_drill"]
 
-DRILL_SEGMENT: Final = "rollwatch-drill"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,7 @@ def drill_flags(ticket: Ticket) -> FlagMap:
     return {str(name): value for name, value in apply_changes({}, changes).items()}
 
 
-async def _ticket(settings: Settings, workflow: str) -> Ticket:
+async def _ticket(settings: Settings, workflow: str, keyring: Keyring) -> Ticket:
     book = TicketBook()
     consumer = make_consumer(settings)
     await consumer.start()
@@ -128,9 +130,9 @@ async def _ticket(settings: Settings, workflow: str) -> Ticket:
         await consumer.seek_to_beginning(*tps)
 
         def take(record: Any) -> None:
-            # A ticket that does not load is not honoured by the consumers either: skip it.
-            with contextlib.suppress(TicketError):
-                book.load_record(record.key, record.value, f"{record.topic}@{record.offset}")
+            # A ticket the consumers refuse is not honoured here either: skip it.
+            with contextlib.suppress(TicketError, ReleaseRefused):
+                book.load_record(record.key, record.value, f"{record.topic}@{record.offset}", keyring)
 
         await read_to_end(consumer, tps, take)
     finally:
@@ -176,16 +178,14 @@ def _command(
     )
 
 
-def _principal(ticket: Ticket, flags: Mapping[str, Any], segment: str | None, requested: str | None) -> str:
-    probe = _command(ticket, "drill", "probe", flags, segment, "?", datetime.now(UTC), timedelta(minutes=1))
-    names = [requested] if requested else [getattr(ticket.owners, role) for role in ROLES]
-    for name in names:
-        problem = authority_refusal(ticket, probe.model_copy(update={"issued_by": name}))
-        if problem is None:
-            return name
-        if requested:
-            raise DrillError(f"{name} may not drill these flags: {problem}")
-    raise DrillError(f"no owner of ticket {ticket.ticket} may set every drilled flag ({', '.join(flags)})")
+def _principal(ticket: Ticket, flags: Mapping[str, Any], segment: str | None, key: SigningKey) -> str:
+    """The drill's issuer: the key's owner, who must be allowed to set every drilled flag."""
+    name = key.principal or "?"
+    probe = _command(ticket, "drill", "probe", flags, segment, name, datetime.now(UTC), timedelta(minutes=1))
+    problem = authority_refusal(ticket, probe)
+    if problem is not None:
+        raise DrillError(f"{name} (owner of key {key.key_id!r}) may not drill these flags: {problem}")
+    return name
 
 
 async def _phase(
@@ -247,16 +247,19 @@ async def run_drill(
     """Drill, restore, and report; raises :class:`DrillError` when the drill cannot even start."""
     if not consumers:
         raise DrillError("name at least one consumer whose ack the drill waits for")
-    key = signing_key_from_settings(settings)
+    keyring = keyring_from_settings(settings)
+    key = signing_key_from_settings(settings, keyring if settings.keyring_file else None)
     if key is None:
         raise DrillError("no signing key: set ROLLWATCH_SIGNING_KEY (the consumers refuse unsigned commands)")
+    if principal is not None and principal != key.principal:
+        raise DrillError(f"key {key.key_id!r} belongs to {key.principal!r}: sign with {principal}'s own key")
     deadline = deadline_s if deadline_s is not None else settings.command_ack_deadline_s
-    ticket = await _ticket(settings, workflow)
+    ticket = await _ticket(settings, workflow, keyring)
     drilled = dict(flags) if flags else drill_flags(ticket)
     if not drilled:
         raise DrillError(f"ticket {ticket.ticket}'s first rollback sets no flags; pass the flags to drill")
-    issuer = _principal(ticket, drilled, segment, principal)
-    states = {s.workflow: s for s in await load_flag_states(settings)}
+    issuer = _principal(ticket, drilled, segment, key)
+    states = {s.workflow: s for s in await load_flag_states(settings, keyring)}
     base = {str(k): v for k, v in candidate_flags(ticket).items()}
     state = states.get(workflow)
     before = state.effective(segment, base) if state else base

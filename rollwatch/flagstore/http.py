@@ -37,6 +37,14 @@ def _workflow_view(store: FlagStore, workflow: str) -> dict[str, Any]:
     }
 
 
+def _refusal(store: FlagStore, workflow: str) -> dict[str, str] | None:
+    """The last releases record refused for ``workflow`` (the ticket in force is the one before it)."""
+    refusal = store.tickets.refusals.get(workflow)
+    if refusal is None:
+        return None
+    return {"code": refusal.code, "detail": refusal.detail, "source": refusal.source}
+
+
 async def _all_flags(request: web.Request) -> web.Response:
     store = request.app[_STORE]
     return _json({"workflows": {w: _workflow_view(store, w) for w in store.known_workflows()}})
@@ -49,7 +57,6 @@ async def _one_workflow(request: web.Request) -> web.Response:
     flags = store.effective(workflow, segment)
     if flags is None:
         return _json({"error": f"no flags and no ticket for workflow {workflow!r}"}, status=404)
-    state = store.book.get(workflow)
     ticket = store.tickets.get(workflow)
     return _json(
         {
@@ -58,7 +65,8 @@ async def _one_workflow(request: web.Request) -> web.Response:
             "flags": flags,
             "ticket": {"id": ticket.ticket, "revision": ticket.revision} if ticket else None,
             "base": store.base(workflow),
-            "layers": state.to_dict() if state else None,
+            "layers": store.signed_layers(workflow),
+            "ticket_refused": _refusal(store, workflow),
         }
     )
 

@@ -10,6 +10,11 @@ It reads the releases topic from the beginning (the tickets whose authority comm
 are checked against) and, before refusing a command for an unknown or stale ticket,
 catches up with it once more, because a ticket and a command published moments apart
 on different topics may arrive in either order.
+
+Nothing unsigned changes its flags: tickets must be signed by a key trusted for tickets
+(a refused one is audited, counted and leaves the previous ticket in force), and it
+rebuilds at start only from flag documents signed by a key trusted for flags (its own),
+so a forged document can neither set flags nor erase the applied command ids.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from rollwatch.commands import ControlAck, RollbackCommand, decode_command, encode_ack, rfc3339
 from rollwatch.errors import ContractError
-from rollwatch.flagstore.audit import AuditLog, AuditRecord, Outcome
+from rollwatch.flagstore.audit import AuditLog, AuditRecord, Outcome, Subject
 from rollwatch.flagstore.errors import StateFormatError
 from rollwatch.flagstore.redis_sink import RedisFlags
 from rollwatch.flagstore.state import FlagBook, FlagMap, WorkflowFlags, decode_state
@@ -42,8 +47,10 @@ from rollwatch.flagstore.topics import (
 from rollwatch.flagstore.verify import CommandChecker, Refusal, TicketBook
 from rollwatch.kafka import make_producer
 from rollwatch.settings import Settings
-from rollwatch.signing import Keyring, keyring_from_settings
+from rollwatch.signing import Keyring, keyring_from_settings, signing_key_from_settings
 from rollwatch.tickets import TicketError, candidate_flags
+from rollwatch.trust import SignatureError
+from rollwatch.trust.releases import ReleaseRefused
 
 __all__ = ["FlagStore", "load_flag_states"]
 
@@ -54,8 +61,25 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-async def load_flag_states(settings: Settings, consumer: AIOKafkaConsumer | None = None) -> list[WorkflowFlags]:
-    """Every workflow's latest state on the compacted flags topic (unreadable records skipped)."""
+def sent_at(record: Any) -> datetime | None:
+    """When the producer sent ``record`` (its CreateTime), if the broker reports one."""
+    ts = getattr(record, "timestamp", None)
+    return datetime.fromtimestamp(ts / 1000, UTC) if isinstance(ts, int) and ts > 0 else None
+
+
+async def load_flag_states(
+    settings: Settings,
+    keyring: Keyring | None,
+    consumer: AIOKafkaConsumer | None = None,
+    on_refused: Callable[[Any, str, str], None] | None = None,
+) -> list[WorkflowFlags]:
+    """Every workflow's latest *verified* state on the compacted flags topic.
+
+    A record that is unreadable, unsigned or signed by a key not trusted for flags is
+    skipped (``on_refused(record, code, detail)``) and does not replace the verified state
+    before it; a tombstone is skipped too, since nobody signed it. ``keyring=None`` reads
+    without verifying (tools that only display).
+    """
     own = consumer is None
     consumer = consumer or make_consumer(settings)
     if own:
@@ -64,23 +88,29 @@ async def load_flag_states(settings: Settings, consumer: AIOKafkaConsumer | None
         tps = await partitions_of(consumer, settings.topic_flags)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        latest: dict[str, WorkflowFlags | None] = {}
+        latest: dict[str, WorkflowFlags] = {}
+
+        def refuse(record: Any, code: str, detail: str) -> None:
+            log.error("flags topic %s@%d: skipped: %s: %s", record.partition, record.offset, code, detail)
+            if on_refused is not None:
+                on_refused(record, code, detail)
 
         def take(record: Any) -> None:
-            key = record.key.decode("utf-8", "replace") if record.key else None
             if record.value is None:
-                if key is not None:
-                    latest[key] = None
+                refuse(record, "unsigned", "a tombstone is unsigned; the last verified state stays")
                 return
             try:
-                state = decode_state(record.value)
+                state = decode_state(record.value, keyring)
             except StateFormatError as exc:
-                log.error("flags topic %s@%d: skipped: %s", record.partition, record.offset, exc)
+                refuse(record, "malformed", str(exc))
+                return
+            except SignatureError as exc:
+                refuse(record, exc.problem, str(exc))
                 return
             latest[state.workflow] = state
 
         await read_to_end(consumer, tps, take)
-        return [state for state in latest.values() if state is not None]
+        return list(latest.values())
     finally:
         if own:
             await consumer.stop()
@@ -118,7 +148,11 @@ class FlagStore:
         self.redis = redis
         self.audit = audit if audit is not None else AuditLog(settings.flagstore_audit_path)
         self.tickets = TicketBook()
-        self.checker = CommandChecker(keys if keys is not None else keyring_from_settings(settings), self.tickets)
+        self.keyring = keys if keys is not None else keyring_from_settings(settings)
+        self.checker = CommandChecker.from_settings(self.keyring, self.tickets, settings)
+        self.signer = signing_key_from_settings(settings, self.keyring if settings.keyring_file else None)
+        if self.signer is None:
+            log.warning("flag store %s has no signing key: readers will refuse the flag documents it writes", name)
         self.book = FlagBook()
         self.clock = clock
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -132,6 +166,12 @@ class FlagStore:
             "rollwatch_flagstore_redis_errors", "Failed writes of flags to Redis", registry=self.registry
         )
         self.workflows = Gauge("rollwatch_flagstore_workflows", "Workflows with flags", registry=self.registry)
+        self.refused_documents = Counter(
+            "rollwatch_flagstore_documents_refused",
+            "Release tickets and flag documents refused (unsigned, forged, untrusted key, older revision)",
+            ["subject", "code"],
+            registry=self.registry,
+        )
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._control: list[TopicPartition] = []
@@ -168,7 +208,7 @@ class FlagStore:
         await consumer.start()
         self._consumer = consumer
         try:
-            self.book.load_all(await load_flag_states(self.settings))
+            self.book.load_all(await load_flag_states(self.settings, self.keyring, on_refused=self._refused_flags))
             self._releases = await partitions_of(consumer, self.settings.topic_releases)
             self._control = await partitions_of(consumer, self.settings.topic_control)
             consumer.assign(self._releases + self._control)
@@ -227,7 +267,7 @@ class FlagStore:
                 if tp in control:
                     for record in records:
                         try:
-                            await self.process(record.value, tp.partition, record.offset)
+                            await self.process(record.value, tp.partition, record.offset, sent_at(record))
                         except Exception:  # a bug must not wedge the control plane on one message
                             log.exception("flag store %s: failed on %s@%d; skipped", self.name, tp, record.offset)
                         await self._commit(tp, record.offset + 1)
@@ -246,9 +286,12 @@ class FlagStore:
     def _on_release(self, record: Any) -> None:
         source = f"{self.settings.topic_releases}[{record.partition}]@{record.offset}"
         try:
-            ticket = self.tickets.load_record(record.key, record.value, source)
-        except TicketError as exc:
-            log.error("flag store %s: ticket at %s does not load; keeping the previous one: %s", self.name, source, exc)
+            ticket = self.tickets.load_record(record.key, record.value, source, self.keyring)
+        except (ReleaseRefused, TicketError) as exc:
+            code = exc.code if isinstance(exc, ReleaseRefused) else "malformed"
+            log.error("flag store %s: ticket at %s refused; keeping the previous one: %s", self.name, source, exc)
+            workflow = record.key.decode("utf-8", "replace") if record.key else None
+            self._audit_document("ticket", code, str(exc), workflow, record.partition, record.offset)
             return
         if record.key is not None:
             self._redis_dirty.add(record.key.decode("utf-8", "replace"))
@@ -272,8 +315,16 @@ class FlagStore:
 
     # -- commands ------------------------------------------------------------------------------
 
+    def _refused_flags(self, record: Any, code: str, detail: str) -> None:
+        workflow = record.key.decode("utf-8", "replace") if record.key else None
+        self._audit_document("flags", code, detail, workflow, record.partition, record.offset)
+
     async def process(
-        self, raw: bytes | None, partition: int | None = None, offset: int | None = None
+        self,
+        raw: bytes | None,
+        partition: int | None = None,
+        offset: int | None = None,
+        sent: datetime | None = None,
     ) -> ControlAck | None:
         """Verify and apply one control message; the ack published (None when there is nobody to ack)."""
         try:
@@ -285,16 +336,16 @@ class FlagStore:
             if command_id is None:
                 return None
             return await self._ack(command_id, workflow, "refused", str(malformed))
-        refusal = self.checker.check_signature(command)
+        refusal = self.checker.check_signature(command, raw)
         if refusal is None and self.book.seen(command.command_id):
             detail = "already applied: a replay or a redelivery changes nothing"
             self._audit(command, "duplicate", "duplicate", detail, partition, offset)
             return await self._ack(command.command_id, command.workflow, "duplicate", detail)
         if refusal is None:
-            refusal = self.checker.check_policy(command, self.clock())
+            refusal = self._policy(command, sent)
             if refusal is not None and refusal.code in ("unknown_ticket", "stale_ticket"):
                 await self._catch_up_releases()
-                refusal = self.checker.check_policy(command, self.clock())
+                refusal = self._policy(command, sent)
         if refusal is not None:
             self._audit(command, "refused", refusal.code, refusal.detail, partition, offset)
             return await self._ack(command.command_id, command.workflow, "refused", str(refusal))
@@ -305,12 +356,21 @@ class FlagStore:
         self._audit(command, "applied", "applied", f"{command.action}: {len(command.flags)} flag(s)", partition, offset)
         return await self._ack(command.command_id, command.workflow, "applied", None)
 
+    def _policy(self, command: RollbackCommand, sent: datetime | None) -> Refusal | None:
+        current = self.effective(command.workflow, command.segment)
+        return self.checker.check_policy(command, self.clock(), dict(current) if current else None, sent)
+
+    def signed_layers(self, workflow: str) -> dict[str, Any] | None:
+        """The workflow's flags document as it is (or would be) on the flags topic, signed."""
+        state = self.book.get(workflow)
+        return orjson.loads(state.to_json(self.signer)) if state is not None else None
+
     async def _publish_state(self, state: WorkflowFlags) -> None:
         assert self._producer is not None
         sent = await send_retrying(
             self._producer,
             self.settings.topic_flags,
-            state.to_json(),
+            state.to_json(self.signer),
             state.workflow.encode(),
             lambda: self._stopping,
             lambda exc: log.error("flag store %s: cannot write flags of %r: %s", self.name, state.workflow, exc),
@@ -380,6 +440,24 @@ class FlagStore:
                 flags=dict(command.flags),
                 partition=partition,
                 offset=offset,
+            )
+        )
+
+    def _audit_document(
+        self, subject: Subject, code: str, detail: str, workflow: str | None, partition: int, offset: int
+    ) -> None:
+        self.refused_documents.labels(subject, code).inc()
+        self.audit.record(
+            AuditRecord(
+                at=rfc3339(self.clock()),
+                outcome="refused",
+                code=code,
+                detail=detail,
+                command_id=None,
+                workflow=workflow,
+                partition=partition,
+                offset=offset,
+                subject=subject,
             )
         )
 

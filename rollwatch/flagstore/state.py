@@ -10,7 +10,10 @@ rule a person can predict during an incident.
 
 The document written to the compacted flags topic records the control-topic position
 of the last command applied and the recent command ids, so a restarted flag store is
-idempotent across restarts and a gateway can tell which of two states is newer.
+idempotent across restarts and a gateway can tell which of two states is newer. It is
+signed by the flag store's key (:mod:`rollwatch.trust`); readers verify it against their
+keyring, because a forged document would otherwise set flags and erase the memory of
+applied command ids.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from rollwatch.commands import Flags, RollbackCommand, rfc3339
 from rollwatch.flagstore.errors import StateFormatError
+from rollwatch.trust import Keyring, SigningKey, sign_document, verify_document
 
 __all__ = ["APPLIED_MEMORY", "FORMAT", "FlagBook", "FlagMap", "FlagValue", "WorkflowFlags", "decode_state"]
 
@@ -103,8 +107,10 @@ class WorkflowFlags:
             "applied": self.applied,
         }
 
-    def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict())
+    def to_json(self, key: SigningKey | None = None) -> bytes:
+        """The flags-topic document, signed by ``key`` (readers refuse an unsigned one)."""
+        document = self.to_dict()
+        return orjson.dumps(sign_document(document, key) if key is not None else document)
 
     def newer_than(self, other: WorkflowFlags) -> bool:
         """Whether this state reflects a later control-topic position than ``other``."""
@@ -129,14 +135,21 @@ def _opt_str(data: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def decode_state(raw: bytes) -> WorkflowFlags:
-    """A flags-topic document; raises :class:`StateFormatError` on anything unexpected."""
+def decode_state(raw: bytes, keyring: Keyring | None) -> WorkflowFlags:
+    """A flags-topic document signed by a key ``keyring`` trusts for flags.
+
+    Raises :class:`StateFormatError` on anything unexpected and ``SignatureError`` on a
+    document not signed so. ``keyring=None`` skips the signature (reading one's own
+    documents back in tests and tools, never for a document from Kafka).
+    """
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise StateFormatError(f"not JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise StateFormatError(f"not a {FORMAT} document")
+    if keyring is not None:
+        verify_document(data, keyring, "flags")
     workflow = data.get("workflow")
     if type(workflow) is not str or not workflow:
         raise StateFormatError("workflow: must be a non-empty string")

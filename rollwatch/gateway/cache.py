@@ -16,6 +16,7 @@ from rollwatch.commands import RollbackCommand
 from rollwatch.flagstore.state import FlagBook, FlagMap, FlagValue, WorkflowFlags
 from rollwatch.flagstore.verify import TicketBook
 from rollwatch.tickets import Ticket, candidate_flags
+from rollwatch.trust import Keyring
 
 __all__ = ["FlagCache", "Listener"]
 
@@ -70,9 +71,9 @@ class FlagCache:
         self.tickets.put(ticket)
         self._changed(ticket.workflow)
 
-    def load_release(self, key: bytes | None, value: bytes | None, source: str) -> None:
-        """One releases-topic record (raises ``TicketError`` for a ticket that does not load)."""
-        ticket = self.tickets.load_record(key, value, source)
+    def load_release(self, key: bytes | None, value: bytes | None, source: str, keyring: Keyring) -> None:
+        """One releases-topic record, verified (raises ``ReleaseRefused`` or ``TicketError`` when refused)."""
+        ticket = self.tickets.load_record(key, value, source, keyring)
         workflow = ticket.workflow if ticket is not None else (key or b"").decode("utf-8", "replace")
         if workflow:
             self._changed(workflow)

@@ -1,9 +1,11 @@
 """The other way to feed a gateway's cache: poll the flag store's HTTP endpoint.
 
 For gateways that cannot reach Kafka. Slower than the control topic (a rollback lands
-within one ``interval_s``) and it trusts the flag store's answer as the state of
-record, as :class:`~rollwatch.gateway.subscriber.ControlSubscriber` trusts the flags
-topic; nothing here is signed, so serve the flag store over a channel you trust.
+within one ``interval_s``). The flag store serves each workflow's flags document signed
+by its key, as on the flags topic; given a keyring the poller verifies it and refuses
+anything else. Without a keyring it trusts the channel (serve the flag store over one
+you trust). The ticket's base state in the answer is not signed: it is used only for a
+workflow with no ticket known here.
 A failed poll keeps the last known flags: a flag store outage must not undo a rollback.
 """
 
@@ -21,6 +23,7 @@ import orjson
 from rollwatch.flagstore.errors import StateFormatError
 from rollwatch.flagstore.state import FlagMap, decode_state
 from rollwatch.gateway.cache import FlagCache
+from rollwatch.trust import Keyring, SignatureError
 
 __all__ = ["FlagStorePoller"]
 
@@ -30,7 +33,15 @@ log = logging.getLogger(__name__)
 class FlagStorePoller:
     """Every ``interval_s``, fetch ``GET {url}/flags/{workflow}`` for each workflow into ``cache``."""
 
-    def __init__(self, cache: FlagCache, url: str, workflows: Sequence[str], interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        cache: FlagCache,
+        url: str,
+        workflows: Sequence[str],
+        interval_s: float = 1.0,
+        keys: Keyring | None = None,
+    ) -> None:
+        self.keys = keys
         self.cache = cache
         self.url = url.rstrip("/")
         self.workflows = tuple(workflows)
@@ -52,7 +63,7 @@ class FlagStorePoller:
                     response.raise_for_status()
                     body = orjson.loads(await response.read())
                 changed += self._take(workflow, body)
-            except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError, StateFormatError) as exc:
+            except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError, StateFormatError, SignatureError) as exc:
                 self.failures += 1
                 log.warning("flag store poll of %r failed; keeping the last flags: %s", workflow, exc)
         return changed
@@ -66,7 +77,7 @@ class FlagStorePoller:
                 self.cache.defaults[workflow] = new_base
                 changed = 1
         layers = body.get("layers")
-        if isinstance(layers, dict) and self.cache.merge(decode_state(orjson.dumps(layers))):
+        if isinstance(layers, dict) and self.cache.merge(decode_state(orjson.dumps(layers), self.keys)):
             return 1
         if changed:
             self.cache.notify(workflow)

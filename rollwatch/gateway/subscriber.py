@@ -8,9 +8,9 @@ all three: control for speed (a command lands here without waiting for the flag
 store), flags for catching up on anything missed while it was down.
 
 Each command goes through the same checks as in the flag store (:mod:`~rollwatch.flagstore.verify`).
-The flag store's documents are taken as they are (they are the product of the same
-checks); a deployment that does not trust writers of the flags topic passes
-``follow_flag_store=False`` and relies on signed commands alone.
+Tickets must be signed by a key trusted for tickets, and the flag store's documents by a
+key trusted for flags; anything else is refused, counted in ``counts`` and logged, and
+changes nothing. ``follow_flag_store=False`` relies on signed commands alone.
 
 ``fetch_max_wait_ms`` bounds how long an idle fetch waits. Kafka answers a fetch as
 soon as data arrives, so there it only sets the idle poll rate; the embedded broker
@@ -29,9 +29,10 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from rollwatch.commands import ControlAck, decode_command, encode_ack
+from rollwatch.commands import ControlAck, RollbackCommand, decode_command, encode_ack
 from rollwatch.errors import ContractError
 from rollwatch.flagstore.errors import StateFormatError
+from rollwatch.flagstore.service import sent_at
 from rollwatch.flagstore.state import decode_state
 from rollwatch.flagstore.topics import ResetWatch, close_clients, make_consumer, partitions_of, read_to_end
 from rollwatch.flagstore.verify import CommandChecker, Refusal
@@ -40,6 +41,8 @@ from rollwatch.kafka import make_producer
 from rollwatch.settings import Settings
 from rollwatch.signing import Keyring, keyring_from_settings
 from rollwatch.tickets import TicketError
+from rollwatch.trust import SignatureError
+from rollwatch.trust.releases import ReleaseRefused
 
 __all__ = ["ControlSubscriber"]
 
@@ -70,12 +73,20 @@ class ControlSubscriber:
         self.settings = settings
         self.cache = cache
         self.name = consumer_name
-        self.checker = CommandChecker(keys if keys is not None else keyring_from_settings(settings), cache.tickets)
+        self.keyring = keys if keys is not None else keyring_from_settings(settings)
+        self.checker = CommandChecker.from_settings(self.keyring, cache.tickets, settings)
         self.follow_flag_store = follow_flag_store
         self.send_acks = send_acks
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.clock = clock
-        self.counts: dict[str, int] = {"applied": 0, "refused": 0, "duplicate": 0, "merged": 0}
+        self.counts: dict[str, int] = {
+            "applied": 0,
+            "refused": 0,
+            "duplicate": 0,
+            "merged": 0,
+            "tickets_refused": 0,
+            "flags_refused": 0,
+        }
         self.last_refusal: Refusal | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -155,7 +166,7 @@ class ControlSubscriber:
                         if tp in releases:
                             self._on_release(record)
                         elif tp in control:
-                            await self.handle(record.value, tp.partition, record.offset)
+                            await self.handle(record.value, tp.partition, record.offset, sent_at(record))
                         else:
                             self._on_flags(record)
                     except Exception:  # one bad record must not stop rollbacks from landing
@@ -164,22 +175,34 @@ class ControlSubscriber:
     def _on_release(self, record: Any) -> None:
         source = f"{record.topic}[{record.partition}]@{record.offset}"
         try:
-            self.cache.load_release(record.key, record.value, source)
-        except TicketError as exc:
-            log.error("gateway %s: ticket at %s does not load; keeping the previous one: %s", self.name, source, exc)
+            self.cache.load_release(record.key, record.value, source, self.keyring)
+        except (ReleaseRefused, TicketError) as exc:
+            self.counts["tickets_refused"] += 1
+            log.error("gateway %s: ticket at %s refused; keeping the previous one: %s", self.name, source, exc)
 
     def _on_flags(self, record: Any) -> None:
+        problem: str | None = None
         if record.value is None:
-            return
-        try:
-            state = decode_state(record.value)
-        except StateFormatError as exc:
-            log.error("gateway %s: flags record %d@%d skipped: %s", self.name, record.partition, record.offset, exc)
+            problem = "a tombstone is unsigned"
+        else:
+            try:
+                state = decode_state(record.value, self.keyring)
+            except (StateFormatError, SignatureError) as exc:
+                problem = str(exc)
+        if problem is not None:
+            self.counts["flags_refused"] += 1
+            log.error("gateway %s: flags record %d@%d refused: %s", self.name, record.partition, record.offset, problem)
             return
         if self.cache.merge(state):
             self.counts["merged"] += 1
 
-    async def handle(self, raw: bytes | None, partition: int | None = None, offset: int | None = None) -> Status | None:
+    async def handle(
+        self,
+        raw: bytes | None,
+        partition: int | None = None,
+        offset: int | None = None,
+        sent: datetime | None = None,
+    ) -> Status | None:
         """Check and apply one control message; what was done (None for an unreadable one)."""
         try:
             command = decode_command(raw or b"")
@@ -187,16 +210,16 @@ class ControlSubscriber:
             log.warning("gateway %s: control message %s@%s refused: %s", self.name, partition, offset, exc)
             self.counts["refused"] += 1
             return None
-        refusal = self.checker.check_signature(command)
+        refusal = self.checker.check_signature(command, raw)
         if refusal is None and self.cache.book.seen(command.command_id):
             await self._ack(command.command_id, command.workflow, "duplicate", None)
             return "duplicate"
         if refusal is None:
-            refusal = self.checker.check_policy(command, self.clock())
+            refusal = self._policy(command, sent)
             if refusal is not None and refusal.code in ("unknown_ticket", "stale_ticket") and self._consumer:
                 with contextlib.suppress(Exception):
                     await read_to_end(self._consumer, self._releases, self._on_release, timeout_s=2.0)
-                refusal = self.checker.check_policy(command, self.clock())
+                refusal = self._policy(command, sent)
         if refusal is not None:
             self.last_refusal = refusal
             log.warning("gateway %s: command %s refused: %s", self.name, command.command_id, refusal)
@@ -205,6 +228,10 @@ class ControlSubscriber:
         self.cache.apply(command, self.clock(), partition, offset)
         await self._ack(command.command_id, command.workflow, "applied", None)
         return "applied"
+
+    def _policy(self, command: RollbackCommand, sent: datetime | None) -> Refusal | None:
+        current = dict(self.cache.flags(command.workflow, command.segment))
+        return self.checker.check_policy(command, self.clock(), current, sent)
 
     async def _ack(self, command_id: str, workflow: str, status: Status, detail: str | None) -> None:
         self.counts[status] += 1

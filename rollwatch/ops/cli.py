@@ -198,6 +198,7 @@ def status_command(
     if as_json:
         doc = {
             "unreachable": report.unreachable,
+            "ticket_refusals": report.ticket_refusals,
             "workflows": [
                 {
                     "workflow": v.workflow,
@@ -237,6 +238,23 @@ def ticket_publish_command(
     partition, offset = asyncio.run(publish_ticket(settings, ticket, file.read_bytes()))
     typer.echo(
         f"{ticket.ticket} r{ticket.revision} is in force for {ticket.workflow} "
+        f"({settings.topic_releases}[{partition}]@{offset})"
+    )
+
+
+def ticket_retire_command(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The ticket in force to retire.")],
+    config: ConfigOption = None,
+) -> None:
+    """Take a workflow's ticket out of force with a signed retirement (a bare tombstone is refused)."""
+    from rollwatch.ops.traffic import retire_ticket
+    from rollwatch.tickets.load import load_ticket
+
+    ticket = load_ticket(file)
+    settings = _settings(config)
+    partition, offset = asyncio.run(retire_ticket(settings, ticket))
+    typer.echo(
+        f"{ticket.ticket} r{ticket.revision} is retired for {ticket.workflow} "
         f"({settings.topic_releases}[{partition}]@{offset})"
     )
 

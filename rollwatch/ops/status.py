@@ -64,6 +64,8 @@ class StatusReport:
     workflows: list[WorkflowView] = field(default_factory=list)
     unreachable: dict[str, str] = field(default_factory=dict)
     """URL -> why it did not answer."""
+    ticket_refusals: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Workflow -> the last releases record a worker refused (the ticket before it stays in force)."""
 
 
 def fetch_status(url: str, timeout: float = 3.0) -> dict[str, Any]:
@@ -99,6 +101,9 @@ def collect_status(
             continue
         worker = str(body.get("worker") or url)
         ready = bool(body.get("ready", True))
+        for name, refusal in (body.get("ticket_refusals") or {}).items():
+            if isinstance(refusal, dict):
+                report.ticket_refusals[str(name)] = {str(k): str(v) for k, v in refusal.items()}
         for name, slot in (body.get("workflows") or {}).items():
             engine = slot.get("engine") if isinstance(slot, dict) else None
             if not isinstance(engine, dict):
@@ -153,6 +158,9 @@ def render_status(report: StatusReport, *, color: bool = False) -> str:
     out: list[str] = []
     for url, why in report.unreachable.items():
         out.append(style(f"worker {url} did not answer: {why}", fg="red", bold=True))
+    for name, refusal in sorted(report.ticket_refusals.items()):
+        line = f"ticket for {name} REFUSED ({refusal.get('code')}): {refusal.get('detail')}; the ticket before it stays"
+        out.append(style(line, fg="red", bold=True))
     if not report.workflows:
         out.append("no workflow is owned by any answering worker (no telemetry yet, or no ticket)")
         return "\n".join(out)

@@ -19,15 +19,19 @@ import heapq
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from rollwatch.events import Event, encode_events
 from rollwatch.kafka import ensure_topics, make_producer
 from rollwatch.settings import Settings
 from rollwatch.synth import Traffic, generate
+from rollwatch.tickets.load import load_ticket_bytes
 from rollwatch.tickets.model import Ticket
+from rollwatch.trust import SigningKey, TrustError, signing_key_from_settings
+from rollwatch.trust.releases import retire_record, ticket_record
 
-__all__ = ["TrafficRun", "batches", "for_ticket", "publish_ticket", "send_traffic"]
+__all__ = ["TrafficRun", "batches", "for_ticket", "publish_ticket", "release_value", "retire_ticket", "send_traffic"]
 
 T = TypeVar("T")
 
@@ -73,17 +77,43 @@ def for_ticket(traffic: Traffic, ticket: Ticket) -> Traffic:
     )
 
 
+def _release_key(settings: Settings) -> SigningKey:
+    """The release manager's key; consumers refuse unsigned tickets, so a missing key fails here."""
+    key = signing_key_from_settings(settings)
+    if key is None:
+        raise TrustError(
+            "publishing a ticket needs a release manager's key: set ROLLWATCH_SIGNING_KEY "
+            "(and ROLLWATCH_SIGNING_KEY_ID; `rollwatch keys generate` makes one)"
+        )
+    return key
+
+
+def release_value(settings: Settings, ticket: Ticket, raw: bytes) -> bytes:
+    """The releases-topic record for ``raw`` (the ticket file as written), signed with this process's key."""
+    return ticket_record(raw, ticket, _release_key(settings))
+
+
 async def publish_ticket(settings: Settings, ticket: Ticket, raw: bytes) -> tuple[int, int]:
     """Put ``raw`` (the ticket file as written) in force: the releases topic, keyed by workflow.
 
     The topic is compacted, so the newest ticket per workflow is the one workers, flag
     stores and gateways read at start. Returns the (partition, offset) it was written at.
     """
+    return await _put_release(settings, ticket.workflow, release_value(settings, ticket, raw))
+
+
+async def retire_ticket(settings: Settings, ticket: Ticket) -> tuple[int, int]:
+    """Take ``ticket`` out of force with a signed retirement; the (partition, offset) written."""
+    value = retire_record(ticket.workflow, ticket.ticket, ticket.revision, _release_key(settings), datetime.now(UTC))
+    return await _put_release(settings, ticket.workflow, value)
+
+
+async def _put_release(settings: Settings, workflow: str, value: bytes) -> tuple[int, int]:
     await ensure_topics(settings)
     producer = make_producer(settings)
     await producer.start()
     try:
-        meta = await producer.send_and_wait(settings.topic_releases, raw, key=ticket.workflow.encode())
+        meta = await producer.send_and_wait(settings.topic_releases, value, key=workflow.encode())
     finally:
         await producer.stop()
     return int(meta.partition), int(meta.offset)
@@ -106,6 +136,7 @@ async def send_traffic(
     ``None`` sends as fast as possible. ``traffic.start_ms`` is replaced by now (paced)
     or by now minus the duration (backfill).
     """
+    release = release_value(settings, load_ticket_bytes(ticket_raw, "ticket"), ticket_raw) if ticket_raw else None
     await ensure_topics(settings)
     producer = make_producer(settings, linger_ms=20)
     await producer.start()
@@ -120,8 +151,8 @@ async def send_traffic(
     key = traffic.workflow.encode()
     started = time.monotonic()
     try:
-        if ticket_raw is not None:
-            await producer.send_and_wait(settings.topic_releases, ticket_raw, key=key)
+        if release is not None:
+            await producer.send_and_wait(settings.topic_releases, release, key=key)
         for batch in batches(in_time_order(generate(traffic)), batch_size):
             if stop is not None and stop.is_set():
                 break

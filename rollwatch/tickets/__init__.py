@@ -39,7 +39,15 @@ from rollwatch.tickets.catalogue import (
 from rollwatch.tickets.durations import format_duration, parse_duration
 from rollwatch.tickets.errors import TicketError, TicketProblem
 from rollwatch.tickets.explain import explain
-from rollwatch.tickets.flags import FlagChange, FlagValue, apply_changes, candidate_flags, control_flags, flag_changes
+from rollwatch.tickets.flags import (
+    FlagChange,
+    FlagValue,
+    apply_changes,
+    candidate_flags,
+    control_flags,
+    flag_changes,
+    next_rollout_percent,
+)
 from rollwatch.tickets.gates import (
     AnyGate,
     ComplaintsGate,
@@ -116,6 +124,7 @@ __all__ = [
     "customer_message",
     "explain",
     "flag_changes",
+    "next_rollout_percent",
     "format_duration",
     "issuers",
     "load_ticket",

@@ -26,7 +26,7 @@ from rollwatch.tickets.actions import (
     SetRouteMode,
 )
 from rollwatch.tickets.catalogue import FLAG_NAMES, ActionType, FlagName
-from rollwatch.tickets.model import Route, Ticket
+from rollwatch.tickets.model import DoublingPromotion, Route, Ticket
 
 __all__ = [
     "FlagChange",
@@ -35,6 +35,7 @@ __all__ = [
     "candidate_flags",
     "control_flags",
     "flag_changes",
+    "next_rollout_percent",
 ]
 
 FlagValue: TypeAlias = str | bool | float
@@ -116,3 +117,11 @@ def apply_changes(state: Mapping[FlagName, FlagValue], changes: Iterable[FlagCha
     for change in changes:
         out.update(change.flags)
     return out
+
+
+def next_rollout_percent(ticket: Ticket, current: float) -> float:
+    """The canary plan's next exposure after ``current`` (``current`` itself at the end of the plan)."""
+    rule = ticket.canary.promotion
+    if isinstance(rule, DoublingPromotion):
+        return min(max(current * 2, 1.0), float(rule.max_percent))
+    return next((float(p) for p in rule.percents if p > current), current)

@@ -26,6 +26,7 @@ from rollwatch.broker import free_port
 from rollwatch.events import CallEvent, Event, encode_events
 from rollwatch.kafka import client_options, make_producer
 from rollwatch.settings import Settings
+from tests.releases import signed_release
 
 __all__ = [
     "ROOT",
@@ -54,8 +55,11 @@ def write_config(settings: Settings, path: Path) -> Path:
         "topic_flags",
         "telemetry_partitions",
         "control_partitions",
+        "signing_key_id",
     )
     lines = [f"{key} = {json.dumps(getattr(settings, key))}" for key in keys]
+    if settings.signing_key is not None:
+        lines.append(f"signing_key = {json.dumps(settings.signing_key.get_secret_value())}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -84,11 +88,21 @@ def call(
 
 
 async def produce(settings: Settings, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]) -> None:
-    """Send ``(key, value)`` pairs in order and wait for every ack."""
+    """Send ``(key, value)`` pairs in order and wait for every ack.
+
+    Values for the releases topic are ticket files: they go out signed by the settings'
+    key (:func:`tests.releases.signed_release`), as ``rollwatch ticket publish`` sends them.
+    """
     producer = make_producer(settings)
     await producer.start()
+
+    def value_of(key: bytes | None, value: bytes | None) -> bytes | None:
+        if topic != settings.topic_releases or value is None or key is None:
+            return value
+        return signed_release(settings, key.decode(), value)
+
     try:
-        futures = [await producer.send(topic, value, key=key) for key, value in messages]
+        futures = [await producer.send(topic, value_of(key, value), key=key) for key, value in messages]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()

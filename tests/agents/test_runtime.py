@@ -7,11 +7,13 @@ import base64
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
 from faust.types import TP
+from pydantic import SecretStr
 
 from rollwatch.agents.app import Pipeline, QuietMonitor, WorkerOptions, _faust_config
 from rollwatch.agents.checkpoint import decode_checkpoint, encode_checkpoint
@@ -25,14 +27,29 @@ from rollwatch.agents.runtime import BoundedSet, Runtime, Topics
 from rollwatch.agents.tickets import TicketFeed
 from rollwatch.events import Event, encode_events
 from rollwatch.settings import Settings, load_settings
+from rollwatch.trust import keyring_from_settings, signing_key_from_settings
+from rollwatch.trust.releases import retire_record
 from tests.agents.fake_engine import FakeEngine, FakeEngineFactory, command_id, ticket
 from tests.agents.harness import call
+from tests.releases import signed_release
 
 TOPICS = Topics("tel", "ctl", "dlq", "rel", "state-changelog")
+KEYS = Settings(signing_key_id="release-key", signing_key=SecretStr("runtime-test-secret"), principal="release-bot")
+
+
+def release(workflow: str, raw: bytes) -> bytes:
+    return signed_release(KEYS, workflow, raw)
 
 
 def runtime(factory: Any = None, partitions: int = 4) -> Runtime:
-    rt = Runtime(factory or FakeEngineFactory(), topics=TOPICS, partitions=partitions, metrics=Metrics(), worker="t")
+    rt = Runtime(
+        factory or FakeEngineFactory(),
+        topics=TOPICS,
+        partitions=partitions,
+        metrics=Metrics(),
+        worker="t",
+        keyring=keyring_from_settings(KEYS),
+    )
     rt.on_assigned(range(partitions))
     rt.on_recovered([])
     return rt
@@ -209,15 +226,33 @@ def test_tickets_bad_key_tombstone_and_foreign_workflow() -> None:
     rt = runtime(partitions=4)
     assert rt.on_ticket(SourceRecord("rel", 0, 1, None, b"{}"))[0].topic == "dlq"
     assert rt.on_ticket(SourceRecord("rel", 0, 2, b"\xff", b"{}"))
-    assert rt.on_ticket(SourceRecord("rel", 0, 3, b"wf", ticket())) == []
-    assert rt.slots["wf"].ticket == ticket()
-    bad = rt.on_ticket(SourceRecord("rel", 0, 4, b"wf", b"id: [unclosed"))
+    assert rt.on_ticket(SourceRecord("rel", 0, 3, b"wf", release("wf", ticket("rel-1", 2)))) == []
+    assert rt.slots["wf"].ticket == ticket("rel-1", 2)
+    bad = rt.on_ticket(SourceRecord("rel", 0, 4, b"wf", release("wf", b"id: [unclosed")))
     assert len(bad) == 1 and orjson.loads(bad[0].value)["source"]["offset"] == 4
-    assert rt.slots["wf"].ticket == ticket(), "a bad ticket must leave the last good one installed"
-    assert rt.on_ticket(SourceRecord("rel", 0, 5, b"wf", None)) == []
-    assert "wf" not in rt.tickets
+    assert rt.slots["wf"].ticket == ticket("rel-1", 2), "a bad ticket must leave the last good one installed"
+    # Unsigned, a tombstone, signed by an untrusted key, an older revision, keyed by another
+    # workflow: refused, dead-lettered with the reason, and the ticket in force stays.
+    stranger = Settings(signing_key_id="release-key", signing_key=SecretStr("guessed"), principal="release-bot")
+    refused = {
+        "unsigned": ticket("rel-1", 3),
+        "unsigned ": None,
+        "bad_signature": signed_release(stranger, "wf", ticket("rel-1", 3)),
+        "older_revision": release("wf", ticket("rel-1", 1)),
+        "mismatch": release("elsewhere", ticket("rel-1", 3)),
+    }
+    for offset, (code, value) in enumerate(refused.items(), start=10):
+        out = rt.on_ticket(SourceRecord("rel", 0, offset, b"wf", value))
+        assert [o.topic for o in out] == ["dlq"], code
+        assert f"ticket refused ({code.strip()})" in orjson.loads(out[0].value)["reason"]
+        assert rt.slots["wf"].ticket == ticket("rel-1", 2) and "wf" in rt.tickets, code
+        assert rt.status()["ticket_refusals"]["wf"]["code"] == code.strip()
+    # A signed retirement takes the ticket out of force.
+    retired = retire_record("wf", "rel-1", 2, signing_key_from_settings(KEYS), datetime.now(UTC))  # type: ignore[arg-type]
+    assert rt.on_ticket(SourceRecord("rel", 0, 20, b"wf", retired)) == []
+    assert "wf" not in rt.tickets and "wf" not in rt.status()["ticket_refusals"]
     rt.on_assigned({p for p in range(4) if p != rt.key_partition("other")})
-    assert rt.on_ticket(SourceRecord("rel", 0, 6, b"other", ticket())) == []
+    assert rt.on_ticket(SourceRecord("rel", 0, 21, b"other", release("other", ticket()))) == []
     assert "other" not in rt.slots and "other" in rt.tickets
 
 
@@ -416,3 +451,11 @@ def test_the_worker_runs_faust_without_its_per_message_monitor(kafka_settings: S
     monitor.on_stream_event_out(tp, 7, object(), object(), None)
     assert (monitor.messages_received_total, monitor.events_total, monitor.messages_active) == (0, 0, 0)
 
+
+
+def test_the_worker_web_endpoint_binds_loopback_unless_told(kafka_settings: Settings) -> None:
+    assert _faust_config(kafka_settings, WorkerOptions(), partitions=4)["web_bind"] == "127.0.0.1"
+    everywhere = kafka_settings.model_copy(update={"web_host": "0.0.0.0"})
+    assert _faust_config(everywhere, WorkerOptions(), partitions=4)["web_bind"] == "0.0.0.0"
+    flag = WorkerOptions(web_bind="10.1.2.3")  # `rollwatch worker --web-host` wins over the setting
+    assert _faust_config(everywhere, flag, partitions=4)["web_bind"] == "10.1.2.3"

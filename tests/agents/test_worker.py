@@ -184,7 +184,7 @@ async def test_malformed_messages_are_dead_lettered_and_good_events_still_count(
 
     tickets = [x for x in letters if x["source"]["topic"] == kafka_settings.topic_releases]
     assert len(tickets) == 1
-    assert tickets[0]["raw"] == "max_candidate_errors: [oops"
+    assert orjson.loads(tickets[0]["raw"])["text"] == "max_candidate_errors: [oops"  # the signed envelope, whole
 
     # The worker is alive and still processing.
     await produce_events(kafka_settings, [[call("later", "wf", status="error")]])

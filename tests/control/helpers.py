@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -26,10 +27,15 @@ from rollwatch.kafka import make_producer
 from rollwatch.settings import Settings
 from rollwatch.signing import sign_command
 from rollwatch.tickets import Ticket, load_ticket, ticket_to_json
+from rollwatch.trust import generate_ed25519, parse_signing_key
+from tests.releases import signed_release
 
 __all__ = [
     "EXAMPLES",
+    "PEOPLE",
     "AckReader",
+    "by",
+    "write_keyring",
     "command",
     "example_ticket",
     "publish",
@@ -39,6 +45,45 @@ __all__ = [
 ]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+PEOPLE: dict[str, tuple[str, str]] = {
+    name: generate_ed25519()
+    for name in (
+        "maya.chen",
+        "platform-oncall",
+        "luis.ortega",
+        "priya.natarajan",
+        "support-lead",
+        "ic-rotation",
+        "mallory",
+        "release-manager",
+    )
+}
+"""Every owner of the example tickets, a stranger and a release manager: (private, public) key text."""
+
+
+def write_keyring(path: Path, own_key_id: str, own_secret_env: str) -> Path:
+    """A keyring file: the process's own HMAC key (every purpose), a key per person, the release manager.
+
+    People sign commands only; the release manager signs tickets only.
+    """
+    principals: list[dict[str, Any]] = [
+        {
+            "name": "rollwatch-worker",
+            "may_sign": ["commands", "tickets", "flags"],
+            "keys": [{"key_id": own_key_id, "secret_env": own_secret_env}],
+        }
+    ]
+    for name, (_, public) in PEOPLE.items():
+        may = ["tickets"] if name == "release-manager" else ["commands"]
+        principals.append({"name": name, "may_sign": may, "keys": [{"key_id": f"{name}-key", "public_key": public}]})
+    path.write_text(json.dumps({"format": "rollwatch.keyring/v1", "principals": principals}), encoding="utf-8")
+    return path
+
+
+def by(name: str, cmd: RollbackCommand) -> RollbackCommand:
+    """``cmd`` issued and signed by ``name`` with their own key (see :data:`PEOPLE`)."""
+    return sign_command(cmd, key=parse_signing_key(f"{name}-key", PEOPLE[name][0], name))
 
 
 def example_ticket(name: str = "support-summary") -> Ticket:
@@ -86,7 +131,11 @@ async def publish(settings: Settings, *commands: RollbackCommand | bytes, key: s
     try:
         for cmd in commands:
             if isinstance(cmd, RollbackCommand):
-                await producer.send_and_wait(settings.topic_control, encode_command(cmd), key=cmd.workflow.encode())
+                # Stamped when it was issued, as the producer that issued it would have sent it.
+                sent = int(cmd.issued_at.timestamp() * 1000)
+                await producer.send_and_wait(
+                    settings.topic_control, encode_command(cmd), key=cmd.workflow.encode(), timestamp_ms=sent
+                )
             else:
                 await producer.send_and_wait(settings.topic_control, cmd, key=(key or "x").encode())
     finally:
@@ -97,7 +146,8 @@ async def publish_ticket(settings: Settings, ticket: Ticket) -> None:
     producer = make_producer(settings, linger_ms=0)
     await producer.start()
     try:
-        await producer.send_and_wait(settings.topic_releases, ticket_to_json(ticket), key=ticket.workflow.encode())
+        value = signed_release(settings, ticket.workflow, ticket_to_json(ticket))
+        await producer.send_and_wait(settings.topic_releases, value, key=ticket.workflow.encode())
     finally:
         await producer.stop()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import typer
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from typer.testing import CliRunner
 
@@ -23,6 +24,7 @@ from rollwatch.flagstore.service import FlagStore
 from rollwatch.gateway import ControlSubscriber, FlagCache
 from rollwatch.settings import Settings
 from rollwatch.tickets import Ticket, candidate_flags
+from tests.control.helpers import PEOPLE
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +60,7 @@ async def test_a_drill_reports_each_consumers_apply_time_and_restores(
     before = cache.flags(WF, DRILL_SEGMENT)
     report = await run_drill(topics, WF, consumers=["flagstore", "gateway-1"], deadline_s=5)
     assert report.ok, report.lines()
-    assert report.principal == "ic-rotation"  # the first owner allowed to set all three flags
+    assert report.principal == "rollwatch-worker"  # the owner of the signing key, allowed all three flags
     for phase in (report.drill, report.restore):
         assert [r.consumer for r in phase.results] == ["flagstore", "gateway-1"]
         assert all(r.status == "applied" and r.apply_ms is not None and r.apply_ms >= 0 for r in phase.results)
@@ -87,7 +89,12 @@ async def test_a_consumer_that_never_acks_fails_the_drill_but_the_flags_are_rest
 
 
 async def test_the_drill_refuses_an_issuer_without_authority(topics: Settings) -> None:
-    with pytest.raises(DrillError, match="support-lead may not drill"):
+    support = topics.model_copy(
+        update={"signing_key_id": "support-lead-key", "signing_key": SecretStr(PEOPLE["support-lead"][0])}
+    )
+    with pytest.raises(DrillError, match=r"support-lead \(owner of key 'support-lead-key'\) may not drill"):
+        await run_drill(support, WF, deadline_s=0.5)
+    with pytest.raises(DrillError, match="belongs to 'rollwatch-worker': sign with support-lead's own key"):
         await run_drill(topics, WF, principal="support-lead", deadline_s=0.5)
     with pytest.raises(DrillError, match="no ticket in force"):
         await run_drill(topics, "unknown-workflow", deadline_s=0.5)

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
-from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from rollwatch.broker import free_port
@@ -18,9 +17,10 @@ from rollwatch.flagstore.redis_sink import RedisFlags
 from rollwatch.flagstore.service import FlagStore, load_flag_states
 from rollwatch.gateway import FlagCache, FlagStorePoller
 from rollwatch.settings import Settings
-from rollwatch.signing import generate_ed25519, sign_command
+from rollwatch.signing import sign_command
 from rollwatch.tickets import Ticket
-from tests.control.helpers import AckReader, command, publish, publish_ticket, signed
+from rollwatch.trust import keyring_from_settings
+from tests.control.helpers import AckReader, by, command, publish, publish_ticket, signed
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,7 @@ async def test_an_applied_command_reaches_the_flags_topic_redis_and_http(
         assert (await acks.wait_for(restore.command_id, "flagstore")).status == "applied"
         assert (await acks.wait_for(draft.command_id, "flagstore")).status == "applied"
 
-    (state,) = await load_flag_states(topics)
+    (state,) = await load_flag_states(topics, keyring_from_settings(topics))
     assert state.workflow == WF
     assert state.flags == {"ai.route.provider": "support-summary/stable", "ai.prompt.version": "support-summary-v14"}
     assert state.segments == {"enterprise": {"ai.action.mode": "draft"}}
@@ -118,9 +118,10 @@ async def test_forged_replayed_expired_and_unauthorized_commands_are_refused_and
         "stale_ticket": signed(topics, command(ticket, "restore_route", {"ai.route.provider": "x"}, revision=2)),
     }
     wrong_secret = other_secret
-    support = signed(topics, command(ticket, "restore_route", {"ai.route.provider": "x"}, issued_by="support-lead"))
-    smuggle = signed(topics, command(ticket, "freeze_rollout", {"ai.route.provider": "x"}, issued_by="luis.ortega"))
-    stranger = signed(topics, command(ticket, "restore_route", {"ai.route.provider": "x"}, issued_by="mallory"))
+    restore = {"ai.route.provider": ticket.control.route}
+    support = by("support-lead", command(ticket, "restore_route", restore))
+    smuggle = by("luis.ortega", command(ticket, "freeze_rollout", restore))
+    stranger = by("mallory", command(ticket, "restore_route", restore))
     async with AckReader(topics) as acks:
         await publish(topics, *cases.values(), wrong_secret, support, smuggle, stranger)
         await publish(topics, b'{"command_id": "junk-1", "workflow": "support-summary"}', key=WF)
@@ -193,23 +194,19 @@ async def test_a_new_flag_store_resumes_after_the_commands_its_state_contains(
         await fresh.stop()
 
 
-async def test_ed25519_keys_verify_and_an_algorithm_switch_is_refused(topics: Settings, ticket: Ticket) -> None:
-    private, public = generate_ed25519()
-    settings = topics.model_copy(update={"signing_key": None, "verify_keys": {"ops-ed": SecretStr(public)}})
-    store = FlagStore(settings)
-    await store.start()
-    try:
-        good = sign_command(command(ticket, "reduce_rollout", {"ai.rollout.percent": 0.0}), "ops-ed", private)
-        confused = good.model_copy(update={"command_id": "c-confused"})
-        confused = confused.model_copy(
-            update={"signature": Signature(alg="hmac-sha256", key_id="ops-ed", value="AAAA")}
-        )
-        async with AckReader(settings) as acks:
-            await publish(settings, good, confused)
-            assert (await acks.wait_for(good.command_id, "flagstore")).status == "applied"
-            assert (await acks.wait_for("c-confused", "flagstore")).detail.startswith("wrong_alg:")  # type: ignore[union-attr]
-    finally:
-        await store.stop()
+async def test_ed25519_keys_verify_and_an_algorithm_switch_is_refused(
+    store: FlagStore, topics: Settings, ticket: Ticket
+) -> None:
+    good = by("platform-oncall", command(ticket, "reduce_rollout", {"ai.rollout.percent": 0.0}))
+    confused = good.model_copy(update={"command_id": "c-confused"})
+    confused = confused.model_copy(
+        update={"signature": Signature(alg="hmac-sha256", key_id="platform-oncall-key", canon="rfc8785", value="AAAA")}
+    )
+    assert good.signature is not None and good.signature.alg == "ed25519"
+    async with AckReader(topics) as acks:
+        await publish(topics, good, confused)
+        assert (await acks.wait_for(good.command_id, "flagstore")).status == "applied"
+        assert (await acks.wait_for("c-confused", "flagstore")).detail.startswith("wrong_alg:")  # type: ignore[union-attr]
 
 
 async def test_a_ticket_revision_published_with_its_command_is_honoured(

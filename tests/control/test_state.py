@@ -11,9 +11,17 @@ import pytest
 from rollwatch.flagstore.errors import StateFormatError
 from rollwatch.flagstore.state import APPLIED_MEMORY, FlagBook, WorkflowFlags, decode_state
 from rollwatch.flagstore.verify import CommandChecker, TicketBook, authority_refusal
-from rollwatch.signing import parse_verify_key, sign_command
+from rollwatch.signing import sign_command
 from rollwatch.tickets import Ticket
+from rollwatch.trust import Keyring, SignatureError, TrustedKey, parse_signing_key, parse_verify_key
 from tests.control.helpers import command
+
+SECRET = "state-test-secret"
+FLAGSTORE_KEY = parse_signing_key("fs", SECRET, "rollwatch-flagstore")
+
+
+def _keyring(*purposes: Any) -> Keyring:
+    return Keyring([TrustedKey("fs", "rollwatch-flagstore", parse_verify_key(SECRET), frozenset(purposes))])
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -43,9 +51,25 @@ def test_the_replay_memory_is_bounded_and_survives_the_document(ticket: Ticket) 
     state = book.get(ticket.workflow)
     assert state is not None
     rebuilt = FlagBook()
-    rebuilt.load(decode_state(state.to_json()))
+    rebuilt.load(decode_state(state.to_json(FLAGSTORE_KEY), _keyring("flags")))
     assert rebuilt.seen(ids[-1]) and not rebuilt.seen("c4")
     assert rebuilt.get(ticket.workflow) == state
+
+
+def test_a_flags_document_must_be_signed_by_a_key_trusted_for_flags(ticket: Ticket) -> None:
+    state = WorkflowFlags(ticket.workflow, {"ai.rollout.percent": 5.0}, partition=0, offset=3, applied=["c1"])
+    problems = {
+        "unsigned": (state.to_json(), _keyring("flags")),
+        "key_not_allowed": (state.to_json(FLAGSTORE_KEY), _keyring("commands")),
+        "unknown_key": (state.to_json(parse_signing_key("other", SECRET)), _keyring("flags")),
+    }
+    forged = orjson.loads(state.to_json(FLAGSTORE_KEY))
+    forged["flags"]["ai.route.provider"] = "attacker/route"
+    problems["bad_signature"] = (orjson.dumps(forged), _keyring("flags"))
+    for problem, (doc, keys) in problems.items():
+        with pytest.raises(SignatureError) as caught:
+            decode_state(doc, keys)
+        assert caught.value.problem == problem
 
 
 def test_newer_documents_win_and_older_ones_are_ignored(ticket: Ticket) -> None:
@@ -72,7 +96,7 @@ def test_newer_documents_win_and_older_ones_are_ignored(ticket: Ticket) -> None:
 )
 def test_unreadable_documents_are_refused_not_guessed(doc: bytes, problem: str) -> None:
     with pytest.raises(StateFormatError, match=problem):
-        decode_state(doc)
+        decode_state(doc, None)
 
 
 def _refusal(ticket: Ticket, action: str, flags: dict[str, Any], principal: str) -> str | None:
@@ -111,10 +135,13 @@ def test_authority_follows_the_ticket_and_the_documented_extensions(ticket: Tick
 def test_the_checker_refuses_expired_unknown_and_stale_tickets(ticket: Ticket) -> None:
     tickets = TicketBook()
     tickets.put(ticket)
-    checker = CommandChecker({"k": parse_verify_key("secret")}, tickets)
+    keys = Keyring([TrustedKey("k", "maya.chen", parse_verify_key("secret"), frozenset({"commands"}))])
+    checker = CommandChecker(keys, tickets)
+    key = parse_signing_key("k", "secret", "maya.chen")
+    restore = {"ai.route.provider": ticket.control.route}
 
     def check(**options: Any) -> str | None:
-        cmd = sign_command(command(ticket, "restore_route", {"ai.route.provider": "x"}, **options), "k", "secret")
+        cmd = sign_command(command(ticket, "restore_route", restore, **options), key=key)
         refusal = checker.check(cmd, datetime.now(UTC))
         return refusal.code if refusal else None
 
@@ -123,6 +150,6 @@ def test_the_checker_refuses_expired_unknown_and_stale_tickets(ticket: Ticket) -
     assert check(expires_in=None) is None  # no expiry: only the replay memory protects it
     assert check(revision=2) == "stale_ticket"
     other = ticket.model_copy(update={"workflow": "other"})
-    cmd = sign_command(command(other, "restore_route", {"ai.route.provider": "x"}), "k", "secret")
+    cmd = sign_command(command(other, "restore_route", restore), key=key)
     refusal = checker.check(cmd, datetime.now(UTC))
     assert refusal is not None and refusal.code == "unknown_ticket"

@@ -99,8 +99,11 @@ def ack_item(a: ControlAck) -> tuple[str, bytes, str, int | None]:
 
 def write_config(settings: Settings, path: Path) -> Path:
     """The TOML file a subprocess reads: the test's broker and topic names."""
-    keys = ("bootstrap_servers", *(f"topic_{role}" for role in settings.topics()), "web_port")
-    path.write_text("".join(f"{k} = {json.dumps(getattr(settings, k))}\n" for k in keys), encoding="utf-8")
+    keys = ("bootstrap_servers", *(f"topic_{role}" for role in settings.topics()), "web_port", "signing_key_id")
+    lines = [f"{k} = {json.dumps(getattr(settings, k))}\n" for k in keys]
+    if settings.signing_key is not None:  # ticket publish signs; consumers refuse unsigned tickets
+        lines.append(f"signing_key = {json.dumps(settings.signing_key.get_secret_value())}\n")
+    path.write_text("".join(lines), encoding="utf-8")
     return path
 
 

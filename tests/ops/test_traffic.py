@@ -16,6 +16,8 @@ from rollwatch.ops.traffic import batches, for_ticket, in_time_order, send_traff
 from rollwatch.settings import Settings
 from rollwatch.synth import Traffic, generate
 from rollwatch.tickets.load import load_ticket
+from rollwatch.trust import keyring_from_settings
+from rollwatch.trust.releases import open_release
 from tests.ops.helpers import ROOT, ops_argv, ops_env, write_config
 
 pytestmark = pytest.mark.integration
@@ -54,7 +56,11 @@ async def test_paced_traffic_follows_the_ticket_and_the_clock(kafka_settings: Se
     assert run.last_ts_ms is not None and run.last_ts_ms - run.first_ts_ms > 110_000
 
     releases = await _read_all(kafka_settings, kafka_settings.topic_releases)
-    assert releases == [(b"support-summary", TICKET.read_bytes())]
+    assert [key for key, _ in releases] == [b"support-summary"]
+    # The ticket goes out signed, by the owner of the settings' key, with the file as written.
+    release = open_release(b"support-summary", releases[0][1], keyring_from_settings(kafka_settings))
+    assert (release.text, release.ticket, release.revision) == (TICKET.read_bytes(), "REL-2041", 3)
+    assert release.author == kafka_settings.principal
     messages = await _read_all(kafka_settings, kafka_settings.topic_telemetry)
     assert len(messages) == run.messages and {k for k, _ in messages} == {b"support-summary"}
     events = [e for _, v in messages for e in decode_message(v or b"").events]
@@ -83,7 +89,19 @@ def test_ticket_publish_puts_a_valid_ticket_in_force(kafka_settings: Settings, t
     refused = publish(ROOT / "examples" / "bad.ticket.yaml")
     assert refused.returncode == 2 and "bad.ticket.yaml" in refused.stderr
     releases = asyncio.run(_read_all(kafka_settings, kafka_settings.topic_releases))
-    assert releases == [(b"support-summary", TICKET.read_bytes())]
+    assert [key for key, _ in releases] == [b"support-summary"]
+    release = open_release(b"support-summary", releases[0][1], keyring_from_settings(kafka_settings))
+    assert release.text == TICKET.read_bytes()
+    # Without a key there is nothing to sign with: one clear line, nothing published.
+    keyless = tmp_path / "keyless.toml"
+    keyless.write_text("\n".join(line for line in config.read_text().splitlines() if "signing_key" not in line))
+    unsigned = subprocess.run(
+        ops_argv("ticket-publish", str(TICKET), "-c", str(keyless)), capture_output=True, text=True, cwd=ROOT,
+        env=ops_env(), timeout=30,
+    )  # fmt: skip
+    assert unsigned.returncode != 0 and "release manager's key" in unsigned.stderr
+    assert "Traceback" not in unsigned.stderr
+    assert len(asyncio.run(_read_all(kafka_settings, kafka_settings.topic_releases))) == 1
 
 
 def test_paced_traffic_goes_out_in_event_time_order() -> None:

@@ -150,12 +150,10 @@ async def decide(
     settings = control_settings_for(broker.bootstrap_servers).model_copy(update={"topic_otlp": f"o{tag}.otlp"})
     await ensure_topics(settings)
     await publish(settings, way, ticket, calls)
+    assert settings.signing_key is not None  # write_config passes the key: the production engine signs
     config = write_config(settings, tmp_path / f"{way}.toml")
-    assert settings.signing_key is not None
     with config.open("a", encoding="utf-8") as out:
         out.write(f'topic_otlp = "{settings.topic_otlp}"\n')
-        out.write(f'signing_key_id = "{settings.signing_key_id}"\n')
-        out.write(f'signing_key = "{settings.signing_key.get_secret_value()}"\n')
     worker = WorkerProcess(config, f"rw-{tag}", f"w-{way}", tmp_path / f"{way}.log", engine=ENGINE)
     workers.append(worker.start())
     await wait_until(worker.ready, what=f"{way} worker ready", timeout=40)

@@ -13,9 +13,12 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from rollwatch.commands import encode_command
+import orjson
+
+from rollwatch.commands import RollbackCommand, encode_command
 from rollwatch.gateway import ControlSubscriber, FlagCache
 from rollwatch.signing import sign_command
+from rollwatch.trust import sign_document, signing_key_from_settings
 from tests.control.helpers import command, example_ticket, signed
 from tests.reliability.conftest import control_settings_for
 
@@ -43,13 +46,21 @@ async def test_the_gateway_refuses_every_kind_of_bad_command_and_applies_a_repla
         ),
         "stale_ticket": signed(settings, command(ticket, "restore_route", route, revision=ticket.revision - 1)),
         "unauthorized": signed(settings, command(ticket, "disable_tools", {"ai.tools.enabled": False})),
-        "stranger": signed(settings, command(ticket, "restore_route", route, issued_by="mallory")),
+        # A trusted key whose command claims another author (sign_command would write the owner).
+        "stranger": RollbackCommand.model_validate_json(
+            orjson.dumps(
+                sign_document(
+                    command(ticket, "restore_route", route).model_dump(mode="json") | {"issued_by": "mallory"},
+                    signing_key_from_settings(settings),  # type: ignore[arg-type]
+                )
+            )
+        ),
     }
     before = cache.flags(WF)
     for name, cmd in cases.items():
         assert await gateway.handle(encode_command(cmd), 0, 0) == "refused", name
         assert gateway.last_refusal is not None
-        code = {"wrong_secret": "bad_signature", "stranger": "unauthorized"}.get(name, name)
+        code = {"wrong_secret": "bad_signature", "stranger": "issuer_mismatch"}.get(name, name)
         assert gateway.last_refusal.code == code, (name, gateway.last_refusal)
         assert cache.flags(WF) == before, name
     assert await gateway.handle(b'{"command_id": "junk"}', 0, 1) is None  # malformed: refused, counted

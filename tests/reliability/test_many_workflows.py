@@ -29,6 +29,7 @@ from rollwatch.kafka import client_options, ensure_topics, make_producer
 from rollwatch.settings import Settings, load_settings
 from rollwatch.tickets import load_ticket, ticket_to_json
 from tests.agents.harness import ROOT, WorkerProcess, read_topic, write_config
+from tests.releases import signed_release
 
 pytestmark = pytest.mark.integration
 
@@ -107,6 +108,8 @@ async def test_ten_thousand_workflows_are_all_counted_and_only_the_regressed_rol
         bootstrap_servers=own_broker.bootstrap_servers,
         telemetry_partitions=4,
         control_partitions=2,
+        signing_key_id="test-key",
+        signing_key=uuid.uuid4().hex,  # signs the tickets; the worker trusts it (development mode)
         **{f"topic_{role}": f"m{tag}.{role}" for role in roles},
     )
     await ensure_topics(settings)
@@ -114,7 +117,11 @@ async def test_ten_thousand_workflows_are_all_counted_and_only_the_regressed_rol
     control, candidate = base.control.route, base.candidate.route
     names = [f"wf-{i:05d}" for i in range(WORKFLOWS)]
     tickets = [
-        (settings.topic_releases, name.encode(), ticket_to_json(base.model_copy(update={"workflow": name})))
+        (
+            settings.topic_releases,
+            name.encode(),
+            signed_release(settings, name, ticket_to_json(base.model_copy(update={"workflow": name}))),
+        )
         for name in names
     ]
     now = time.time()

@@ -49,6 +49,7 @@ from rollwatch.replay import replay_events
 from rollwatch.settings import Settings
 from rollwatch.synth import Traffic, generate
 from rollwatch.tickets import Ticket, ticket_to_json
+from rollwatch.trust import Keyring
 from tests.agents.harness import WorkerProcess, produce, read_topic, wait_until, write_config
 from tests.control.helpers import AckReader, example_ticket
 from tests.reliability.conftest import control_settings_for
@@ -119,11 +120,8 @@ async def settings(broker: EmbeddedBroker) -> AsyncIterator[Settings]:
 
 @pytest.fixture
 def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    assert settings.signing_key is not None  # the production engine signs with the test's key
     config = write_config(settings, tmp_path / "rollwatch.toml")
-    assert settings.signing_key is not None
-    with config.open("a", encoding="utf-8") as out:  # the production engine signs with the test's key
-        out.write(f'signing_key_id = "{settings.signing_key_id}"\n')
-        out.write(f'signing_key = "{settings.signing_key.get_secret_value()}"\n')
     process = WorkerProcess(config, f"rw-{uuid.uuid4().hex[:8]}", "w-behind", tmp_path / "w.log", engine=ENGINE)
     yield process
     process.kill()
@@ -226,7 +224,7 @@ def test_an_engine_fed_an_old_backlog_at_once_decides_as_replay_and_issues_on_th
     events = blip(ticket, wall_ms, behind_ms=65 * 60_000)
     expected = replayed({BLIP: ticket}, {BLIP: events})
     assert [(wf, gate) for wf, gate, _, _ in expected.values()] == [(BLIP, "json-failures")]
-    checker = CommandChecker({}, TicketBook())
+    checker = CommandChecker(Keyring(), TicketBook())
     checker.tickets.put(ticket)
     wall = datetime.fromtimestamp(wall_ms / 1000, UTC)
     # What EngineFactoryImpl builds for the worker, with the clock pinned.
