@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import yaml
 
 from rollwatch.settings import Settings
@@ -23,9 +24,10 @@ def signed_release(settings: Settings, workflow: str, raw: bytes) -> bytes:
     """
     key = signing_key_from_settings(settings)
     assert key is not None, "the test settings carry no signing key"
-    try:
-        doc: Any = yaml.safe_load(raw)
-    except yaml.YAMLError:
+    doc: Any = None
+    try:  # orjson for JSON tickets: PyYAML took ~36 ms per ticket, 6 min for test_many_workflows' 10,000
+        doc = orjson.loads(raw) if raw.lstrip()[:1] == b"{" else yaml.safe_load(raw)
+    except (yaml.YAMLError, orjson.JSONDecodeError):
         doc = None
     doc = doc if isinstance(doc, dict) else {}
     ticket_id = str(doc.get("ticket") or doc.get("id") or "unknown")
