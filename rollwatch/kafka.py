@@ -44,7 +44,7 @@ def make_producer(settings: Settings, **extra: Any) -> AIOKafkaProducer:
 def topic_specs(settings: Settings) -> list[NewTopic]:
     specs = []
     for role, name in settings.topics().items():
-        partitions = settings.telemetry_partitions if role == "telemetry" else settings.control_partitions
+        partitions = settings.telemetry_partitions if role in ("telemetry", "otlp") else settings.control_partitions
         configs = {"cleanup.policy": "compact"} if role in COMPACTED_ROLES else {}
         specs.append(NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=configs))
     return specs

@@ -25,6 +25,8 @@ __all__ = ["ENV_PREFIX", "Settings", "load_settings"]
 ENV_PREFIX = "ROLLWATCH_"
 Port = Annotated[int, Field(ge=1, le=65535)]
 Topic = Annotated[str, Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")]
+AttributeNames = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)]
+"""Span or resource attribute names, tried in order."""
 
 
 class Settings(BaseSettings):
@@ -44,6 +46,19 @@ class Settings(BaseSettings):
     topic_flags: Topic = "rollwatch.flags"
     telemetry_partitions: Annotated[int, Field(ge=1, le=1024)] = 8
     control_partitions: Annotated[int, Field(ge=1, le=1024)] = 4
+
+    # OTLP ingest (rollwatch.otlp): the defaults are rollwatch.otlp.names.SpanNames' (a test keeps them equal).
+    topic_otlp: Topic | None = Field(
+        None, description="Optional topic of OTLP trace batches from the Collector's Kafka exporter (GenAI spans)."
+    )
+    otlp_workflow_attributes: AttributeNames = ("rollwatch.workflow", "traceloop.workflow.name", "service.name")
+    otlp_route_attributes: AttributeNames = ("rollwatch.route",)
+    otlp_arm_attributes: AttributeNames = ("rollwatch.arm",)
+    otlp_segment_attributes: AttributeNames = ("rollwatch.segment",)
+    otlp_prompt_version_attributes: AttributeNames = ("rollwatch.prompt_version",)
+    otlp_operations: AttributeNames = Field(
+        ("chat", "text_completion", "generate_content"), description="gen_ai.operation.name values that are calls."
+    )
 
     web_host: str = Field("127.0.0.1", description="Where the worker's HTTP endpoint (status, /metrics) listens.")
     web_port: Port = Field(6066, description="The worker's HTTP port (status and /metrics).")
@@ -92,7 +107,7 @@ class Settings(BaseSettings):
             "deadletter": self.topic_deadletter,
             "releases": self.topic_releases,
             "flags": self.topic_flags,
-        }
+        } | ({"otlp": self.topic_otlp} if self.topic_otlp else {})
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -53,6 +53,7 @@ from faust.types import TP
 from rollwatch.agents.changelog import ensure_changelog, guard_recovery
 from rollwatch.agents.metrics import CONTENT_TYPE, Metrics
 from rollwatch.agents.options import DEFAULT_GROUP, WorkerOptions
+from rollwatch.agents.otlp import OtlpBridge
 from rollwatch.agents.pipeline import EXIT_FAIL_STOP, Pipeline, fail_stop, wall_ms
 from rollwatch.agents.ports import EngineFactory
 from rollwatch.agents.runtime import Runtime, Topics
@@ -285,6 +286,15 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
         await feed.run(pipeline.on_ticket)
 
     app.task(releases)
+
+    if settings.topic_otlp:  # OTLP spans from the Collector, re-published as telemetry (rollwatch.agents.otlp)
+        bridge = OtlpBridge(settings, options, tickets=runtime.tickets.get, registry=metrics.registry)
+
+        async def otlp() -> None:
+            await pipeline.wait_for_tickets()
+            await bridge.run()
+
+        app.task(otlp)
 
     async def on_revoked(sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         await pipeline.on_revoked()

@@ -84,6 +84,7 @@ __all__ = [
     "LadderStep",
     "LatencyRegressionGate",
     "Owners",
+    "Pricing",
     "Promotion",
     "ReduceRollout",
     "RestorePrompt",
@@ -112,6 +113,18 @@ class Retrieval(StrictModel):
     reranker: Annotated[Name | None, NotNull] = None
 
 
+class Pricing(StrictModel):
+    """What a route's provider charges per million tokens, so cost can be derived from token counts.
+
+    Spans from OpenTelemetry instrumentations carry ``gen_ai.usage.*`` tokens but seldom a
+    price; ``rollwatch.otlp`` uses these to fill ``cost_usd`` (the seed's ticket records
+    "pricing per million input and output tokens" for the candidate).
+    """
+
+    input_per_million_usd: Annotated[float, Field(ge=0)]
+    output_per_million_usd: Annotated[float, Field(ge=0)]
+
+
 class Route(StrictModel):
     """A complete, reconstructable model route: everything a rollback has to put back.
 
@@ -138,6 +151,8 @@ class Route(StrictModel):
     """The ``ai.route.mode`` this route runs with."""
     approved_on: Annotated[Date | None, NotNull] = None
     notes: Annotated[Text | None, NotNull] = None
+    pricing: Annotated[Pricing | None, NotNull] = None
+    """Token prices; absent when the team records cost on each event instead."""
 
 
 class StepPromotion(StrictModel):
