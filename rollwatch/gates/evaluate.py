@@ -157,11 +157,19 @@ def _detect(
     key = gate.name if arms.segment is None else f"{gate.name}@{arms.segment}"
     det = bank.get(key)
     log_a = bank.log_a(per_segment=gate.by_segment)
+    if route.watermark_ms is not None:
+        # The detector moves in event time: a wall-clock judgement ahead of the newest event
+        # (a worker catching up on a backlog) must not move its cursor past calls still to come.
+        now_ms = min(now_ms, route.watermark_ms + route.config.allowed_lateness_ms)
     if det.at_ms is not None and now_ms < det.at_ms:
         return _verdict(det.log_stat, log_a, None)
     bucket = route.config.fine.bucket_ms
     if det.cursor_ms is None:
         det.cursor_ms = arms.release_start_ms - arms.release_start_ms % bucket
+    if det.cursor_ms > now_ms:
+        # Judged at an event time before the release started (a worker catching up on a backlog
+        # older than the ticket it holds): nothing of the release to detect yet.
+        return _verdict(det.log_stat, log_a, None)
     hits, trials = det.delta(*counts(route.window_between(det.cursor_ms, now_ms + 1)))
     if p0 is not None:
         det.update(hits, trials, min(p0, 0.999), now_ms, log_a)
