@@ -19,6 +19,7 @@ from rollwatch import __version__
 from rollwatch.agents.cli import worker
 from rollwatch.errors import RollwatchError
 from rollwatch.flagstore.cli import drill_command, flagstore_command
+from rollwatch.ops import manual_cli
 from rollwatch.ops.cli import (
     status_command,
     tail_command,
@@ -55,6 +56,7 @@ app.command("status")(status_command)
 app.command("traffic")(traffic_command)
 ticket_app.command("publish")(ticket_publish_command)
 ticket_app.command("retire")(ticket_retire_command)
+manual_cli.register(app)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file (else $ROLLWATCH_CONFIG).")

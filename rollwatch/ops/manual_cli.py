@@ -1,0 +1,247 @@
+"""``rollwatch abort|pause|resume|promote|undo``: a person's signed command onto the control topic.
+
+The CLI reads what the consumers read (the ticket in force on the releases topic and the
+flags documents on the flags topic, both verified against the keyring; the control topic
+for ``undo``), builds the command (:mod:`rollwatch.ops.manual`), refuses early with one
+clear line when the consumers would refuse it, signs it with the person's own key
+(``ROLLWATCH_SIGNING_KEY``; ``issued_by`` is the key's owner) and publishes it. The flag
+store and gateways still check everything themselves: the CLI's check is a courtesy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from rollwatch.commands import RollbackCommand, decode_command, encode_command
+from rollwatch.errors import ContractError
+from rollwatch.flagstore.service import load_flag_states
+from rollwatch.flagstore.topics import make_consumer, partitions_of, read_to_end
+from rollwatch.flagstore.verify import TicketBook
+from rollwatch.kafka import make_producer
+from rollwatch.ops.errors import OpsError
+from rollwatch.ops.manual import Verb, flags_before, manual_command, precheck
+from rollwatch.settings import Settings, load_settings
+from rollwatch.signing import sign_command
+from rollwatch.tickets import Ticket, candidate_flags, parse_duration
+from rollwatch.tickets.catalogue import ROLES, Role
+from rollwatch.trust import Keyring, keyring_from_settings, signing_key_from_settings
+
+__all__ = ["Situation", "issue", "read_situation", "register"]
+
+
+@dataclass(slots=True)
+class Situation:
+    """What a person acts on: the ticket in force, the flags in force, the commands applied."""
+
+    ticket: Ticket
+    current: dict[str, Any]
+    applied: list[RollbackCommand] = field(default_factory=list)
+
+
+async def read_situation(settings: Settings, keyring: Keyring, workflow: str, commands: bool) -> Situation:
+    """Read the releases and flags topics (and the control topic when ``commands``), verified."""
+    book = TicketBook()
+    consumer = make_consumer(settings)
+    await consumer.start()
+    try:
+        tps = await partitions_of(consumer, settings.topic_releases)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+
+        def take_release(record: Any) -> None:
+            # A refused record keeps the previous ticket in force, as in every consumer.
+            with contextlib.suppress(Exception):
+                book.load_record(record.key, record.value, f"releases@{record.offset}", keyring)
+
+        await read_to_end(consumer, tps, take_release)
+        ticket = book.get(workflow)
+        if ticket is None:
+            refused = book.refusals.get(workflow)
+            why = f" (the last record was refused: {refused.code}: {refused.detail})" if refused else ""
+            raise OpsError(f"no release ticket in force for {workflow!r} on {settings.topic_releases}{why}")
+        states = {s.workflow: s for s in await load_flag_states(settings, keyring, consumer)}
+        state = states.get(workflow)
+        current = {str(k): v for k, v in candidate_flags(ticket).items()}
+        current |= state.flags if state is not None else {}
+        applied: list[RollbackCommand] = []
+        if commands and state is not None:
+            ctps = await partitions_of(consumer, settings.topic_control)
+            consumer.assign(ctps)
+            await consumer.seek_to_beginning(*ctps)
+            seen: dict[str, RollbackCommand] = {}
+
+            def take_command(record: Any) -> None:
+                try:
+                    command = decode_command(record.value)
+                except ContractError:
+                    return
+                if command.workflow == workflow:
+                    seen.setdefault(command.command_id, command)
+
+            await read_to_end(consumer, ctps, take_command)
+            # Only what the flag store applied, in the order it applied it (its signed document says).
+            applied = [seen[i] for i in state.applied if i in seen]
+        return Situation(ticket, current, applied)
+    finally:
+        await consumer.stop()
+
+
+async def issue(
+    settings: Settings,
+    verb: Verb,
+    workflow: str,
+    reason: str,
+    *,
+    role: Role | None = None,
+    expires: str | None = None,
+    target: str | None = None,
+    now: datetime | None = None,
+) -> RollbackCommand:
+    """Build, check, sign and publish one manual command; raises :class:`OpsError` when refused."""
+    keyring = keyring_from_settings(settings)
+    key = signing_key_from_settings(settings, keyring)
+    if key is None or key.principal is None:
+        raise OpsError("no signing key: set ROLLWATCH_SIGNING_KEY and ROLLWATCH_SIGNING_KEY_ID to your own key")
+    situation = await read_situation(settings, keyring, workflow, commands=verb == "undo")
+    undo: RollbackCommand | None = None
+    undo_flags: dict[str, Any] | None = None
+    if verb == "undo":
+        undo = next((c for c in situation.applied if c.command_id == target), None)
+        if undo is None:
+            raise OpsError(f"command {target!r} was not applied to {workflow!r}; nothing to undo")
+        undo_flags = flags_before(
+            {str(k): v for k, v in candidate_flags(situation.ticket).items()}, situation.applied, undo
+        )
+    command = manual_command(
+        verb,
+        situation.ticket,
+        situation.current,
+        issued_by=key.principal,
+        reason=reason,
+        issued_at=now or datetime.now(UTC),
+        role=role,
+        expires_in=timedelta(milliseconds=parse_duration(expires)) if expires else None,
+        undo=undo,
+        undo_flags=undo_flags,
+    )
+    problem = precheck(situation.ticket, command, situation.current)
+    if problem is not None:
+        raise OpsError(f"refused before sending: {problem}")
+    signed = sign_command(command, key=key)
+    producer = make_producer(settings, linger_ms=0)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topic_control, encode_command(signed), key=workflow.encode())
+    finally:
+        await producer.stop()
+    return signed
+
+
+WorkflowOption = Annotated[str, typer.Option("--workflow", "-w", help="The workflow (as its ticket names it).")]
+ReasonOption = Annotated[str, typer.Option("--reason", "-r", help="Why (required; audited and notified).")]
+AsOption = Annotated[
+    str | None, typer.Option("--as", help=f"The ticket role to act in: {', '.join(ROLES)} (default: all yours).")
+]
+ExpiresOption = Annotated[str | None, typer.Option("--expires", help="Refuse the command after this long (30m).")]
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the signed command as JSON.")]
+
+
+def _run(
+    verb: Verb,
+    workflow: str,
+    reason: str,
+    role: str | None,
+    expires: str | None,
+    config: Path | None,
+    as_json: bool,
+    target: str | None = None,
+) -> None:
+    if role is not None and role not in ROLES:
+        raise typer.BadParameter(f"{role!r}: expected one of {', '.join(ROLES)}", param_hint="--as")
+    settings = load_settings(config)
+    command = asyncio.run(
+        issue(settings, verb, workflow, reason, role=role, expires=expires, target=target)
+    )
+    if as_json:
+        typer.echo(orjson.dumps(command.model_dump(mode="json")).decode())
+        return
+    flags = ", ".join(f"{k}={v}" for k, v in command.flags.items())
+    typer.echo(
+        f"{verb} {workflow}: sent {command.command_id} as {command.issued_by}"
+        f"{f' ({role})' if role else ''} under {command.ticket.id} r{command.ticket.revision}: {flags}"
+    )
+    typer.echo(f"acks: rollwatch tail acks | grep {command.command_id}")
+
+
+def register(app: typer.Typer) -> None:
+    """Mount the verbs on the ``rollwatch`` app."""
+
+    @app.command("abort")
+    def abort(
+        workflow: WorkflowOption,
+        reason: ReasonOption,
+        role: AsOption = None,
+        expires: ExpiresOption = None,
+        config: ConfigOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Stop the canary: control route and prompt, rollout 0; the worker holds until `resume`."""
+        _run("abort", workflow, reason, role, expires, config, as_json)
+
+    @app.command("pause")
+    def pause(
+        workflow: WorkflowOption,
+        reason: ReasonOption,
+        role: AsOption = None,
+        expires: ExpiresOption = None,
+        config: ConfigOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Hold the rollout where it is: no promotion until `resume`."""
+        _run("pause", workflow, reason, role, expires, config, as_json)
+
+    @app.command("resume")
+    def resume(
+        workflow: WorkflowOption,
+        reason: ReasonOption,
+        role: AsOption = None,
+        expires: ExpiresOption = None,
+        config: ConfigOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Lift a pause, an abort or a freeze: the worker decides again."""
+        _run("resume", workflow, reason, role, expires, config, as_json)
+
+    @app.command("promote")
+    def promote(
+        workflow: WorkflowOption,
+        reason: ReasonOption,
+        role: AsOption = None,
+        expires: ExpiresOption = None,
+        config: ConfigOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Take the canary plan's next step now."""
+        _run("promote", workflow, reason, role, expires, config, as_json)
+
+    @app.command("undo")
+    def undo(
+        command_id: Annotated[str, typer.Argument(help="The applied command to undo.")],
+        workflow: WorkflowOption,
+        reason: ReasonOption,
+        role: AsOption = None,
+        expires: ExpiresOption = None,
+        config: ConfigOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Restore the flags in force before COMMAND_ID."""
+        _run("undo", workflow, reason, role, expires, config, as_json, target=command_id)
