@@ -67,31 +67,37 @@ async def read_situation(settings: Settings, keyring: Keyring, workflow: str, co
             refused = book.refusals.get(workflow)
             why = f" (the last record was refused: {refused.code}: {refused.detail})" if refused else ""
             raise OpsError(f"no release ticket in force for {workflow!r} on {settings.topic_releases}{why}")
-        states = {s.workflow: s for s in await load_flag_states(settings, keyring, consumer)}
-        state = states.get(workflow)
-        current = {str(k): v for k, v in candidate_flags(ticket).items()}
-        current |= state.flags if state is not None else {}
-        applied: list[RollbackCommand] = []
-        if commands and state is not None:
-            ctps = await partitions_of(consumer, settings.topic_control)
-            consumer.assign(ctps)
-            await consumer.seek_to_beginning(*ctps)
-            seen: dict[str, RollbackCommand] = {}
-
-            def take_command(record: Any) -> None:
-                try:
-                    command = decode_command(record.value)
-                except ContractError:
-                    return
-                if command.workflow == workflow:
-                    seen.setdefault(command.command_id, command)
-
-            await read_to_end(consumer, ctps, take_command)
-            # Only what the flag store applied, in the order it applied it (its signed document says).
-            applied = [seen[i] for i in state.applied if i in seen]
-        return Situation(ticket, current, applied)
     finally:
         await consumer.stop()
+    states = {s.workflow: s for s in await load_flag_states(settings, keyring)}
+    state = states.get(workflow)
+    current = {str(k): v for k, v in candidate_flags(ticket).items()}
+    current |= state.flags if state is not None else {}
+    applied: list[RollbackCommand] = []
+    if not commands or state is None:
+        return Situation(ticket, current, applied)
+    consumer = make_consumer(settings)
+    await consumer.start()
+    try:
+        ctps = await partitions_of(consumer, settings.topic_control)
+        consumer.assign(ctps)
+        await consumer.seek_to_beginning(*ctps)
+        seen: dict[str, RollbackCommand] = {}
+
+        def take_command(record: Any) -> None:
+            try:
+                command = decode_command(record.value)
+            except ContractError:
+                return
+            if command.workflow == workflow:
+                seen.setdefault(command.command_id, command)
+
+        await read_to_end(consumer, ctps, take_command)
+        # Only what the flag store applied, in the order it applied it (its signed document says).
+        applied = [seen[i] for i in state.applied if i in seen]
+    finally:
+        await consumer.stop()
+    return Situation(ticket, current, applied)
 
 
 async def issue(
@@ -168,9 +174,7 @@ def _run(
     if role is not None and role not in ROLES:
         raise typer.BadParameter(f"{role!r}: expected one of {', '.join(ROLES)}", param_hint="--as")
     settings = load_settings(config)
-    command = asyncio.run(
-        issue(settings, verb, workflow, reason, role=role, expires=expires, target=target)
-    )
+    command = asyncio.run(issue(settings, verb, workflow, reason, role=role, expires=expires, target=target))
     if as_json:
         typer.echo(orjson.dumps(command.model_dump(mode="json")).decode())
         return
