@@ -50,10 +50,12 @@ import orjson
 from faust.sensors.monitor import Monitor
 from faust.types import TP
 
+from rollwatch.agents.control import ControlFeed, ManualCommands
 from rollwatch.agents.metrics import CONTENT_TYPE, Metrics
 from rollwatch.agents.options import DEFAULT_GROUP, WorkerOptions
 from rollwatch.agents.pipeline import EXIT_FAIL_STOP, Pipeline, fail_stop, wall_ms
 from rollwatch.agents.ports import EngineFactory
+from rollwatch.agents.records import SourceRecord
 from rollwatch.agents.runtime import Runtime, Topics
 from rollwatch.agents.tickets import TicketFeed
 from rollwatch.settings import Settings
@@ -285,6 +287,19 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
 
     app.task(releases)
 
+    # People's commands (issue 14): abort, pause, resume and approvals change what the judge may do.
+    manual = ManualCommands(runtime, keyring_from_settings(settings), settings)
+    control_feed = ControlFeed(settings, client_id=f"rollwatch-{runtime.worker}-control")
+
+    async def on_control(record: SourceRecord) -> None:
+        async with pipeline.lock:
+            manual.on_record(record)
+
+    async def control() -> None:
+        await control_feed.run(on_control)
+
+    app.task(control)
+
     async def on_revoked(sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         await pipeline.on_revoked()
 
@@ -309,6 +324,7 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
         body = runtime.status() | {
             "group": options.group,
             "ready": runtime.recovered and feed.ready.is_set() and not app.rebalancing,
+            "manual": {"counts": manual.counts, "last": manual.last},
         }
         return web.bytes(orjson.dumps(body), content_type="application/json")
 

@@ -36,13 +36,15 @@ from rollwatch.tickets.catalogue import ROLES, Role
 __all__ = [
     "MANUAL_GATE",
     "Verb",
+    "approval_command",
+    "approval_id",
     "authority_message",
     "flags_before",
     "manual_command",
     "precheck",
 ]
 
-Verb: TypeAlias = Literal["abort", "pause", "resume", "promote", "undo"]
+Verb: TypeAlias = Literal["abort", "pause", "resume", "promote", "undo", "approve"]
 MANUAL_GATE: Final = "manual"
 _PERCENT: Final = "ai.rollout.percent"
 
@@ -139,6 +141,53 @@ def manual_command(
             "ticket": TicketRef(id=ticket.ticket, revision=ticket.revision),
             "expires_at": issued_at + expires_in if expires_in is not None else None,
             "acting_as": role,
+        }
+    )
+
+
+def approval_id(escalated: str) -> str:
+    """One id per escalation, whoever approves it and however often: consumers apply it once."""
+    return f"{escalated}.approved"
+
+
+def approval_command(
+    ticket: Ticket,
+    decision: Mapping[str, Any],
+    *,
+    issued_by: str,
+    reason: str,
+    issued_at: datetime,
+    role: Role | None = None,
+    expires_in: timedelta | None = None,
+) -> RollbackCommand:
+    """The escalated ``decision`` (the worker's command body, with its evidence) carried out by a person.
+
+    Same action, flags, segment, gate numbers and evidence; the person's name, role and
+    reason; ``approves`` names the escalation.
+    """
+    if not reason.strip():
+        raise OpsError("a reason is required (--reason): it goes into the audit trail and every notification")
+    escalated = str(decision["command_id"])
+    original = dict(decision.get("reason") or {})
+    detail = f"approved by {issued_by}: {reason.strip()}"
+    if original.get("detail"):
+        detail = f"{detail}; {original['detail']}"
+    body = {
+        key: decision[key]
+        for key in ("workflow", "segment", "action", "flags", "evidence", "customer_message")
+        if key in decision
+    }
+    return RollbackCommand.model_validate(
+        body
+        | {
+            "command_id": approval_id(escalated),
+            "issued_at": issued_at,
+            "reason": original | {"detail": detail[:4096]},
+            "issued_by": issued_by,
+            "ticket": TicketRef(id=ticket.ticket, revision=ticket.revision),
+            "expires_at": issued_at + expires_in if expires_in is not None else None,
+            "acting_as": role,
+            "approves": escalated,
         }
     )
 

@@ -27,14 +27,15 @@ from rollwatch.flagstore.topics import make_consumer, partitions_of, read_to_end
 from rollwatch.flagstore.verify import TicketBook
 from rollwatch.kafka import make_producer
 from rollwatch.ops.errors import OpsError
-from rollwatch.ops.manual import Verb, flags_before, manual_command, precheck
+from rollwatch.ops.manual import Verb, approval_command, flags_before, manual_command, precheck
+from rollwatch.ops.status import fetch_status
 from rollwatch.settings import Settings, load_settings
 from rollwatch.signing import sign_command
 from rollwatch.tickets import Ticket, candidate_flags, parse_duration
 from rollwatch.tickets.catalogue import ROLES, Role
 from rollwatch.trust import Keyring, keyring_from_settings, signing_key_from_settings
 
-__all__ = ["Situation", "issue", "read_situation", "register"]
+__all__ = ["Situation", "issue", "pending_escalation", "read_situation", "register"]
 
 
 @dataclass(slots=True)
@@ -110,8 +111,13 @@ async def issue(
     expires: str | None = None,
     target: str | None = None,
     now: datetime | None = None,
+    escalation: dict[str, Any] | None = None,
 ) -> RollbackCommand:
-    """Build, check, sign and publish one manual command; raises :class:`OpsError` when refused."""
+    """Build, check, sign and publish one manual command; raises :class:`OpsError` when refused.
+
+    ``verb`` ``approve`` carries out ``escalation`` (the worker's pending decision, see
+    :func:`pending_escalation`).
+    """
     keyring = keyring_from_settings(settings)
     key = signing_key_from_settings(settings, keyring)
     if key is None or key.principal is None:
@@ -126,18 +132,33 @@ async def issue(
         undo_flags = flags_before(
             {str(k): v for k, v in candidate_flags(situation.ticket).items()}, situation.applied, undo
         )
-    command = manual_command(
-        verb,
-        situation.ticket,
-        situation.current,
-        issued_by=key.principal,
-        reason=reason,
-        issued_at=now or datetime.now(UTC),
-        role=role,
-        expires_in=timedelta(milliseconds=parse_duration(expires)) if expires else None,
-        undo=undo,
-        undo_flags=undo_flags,
-    )
+    issued_at = now or datetime.now(UTC)
+    expires_in = timedelta(milliseconds=parse_duration(expires)) if expires else None
+    if verb == "approve":
+        if escalation is None:
+            raise OpsError("approve needs the escalated decision")
+        command = approval_command(
+            situation.ticket,
+            escalation,
+            issued_by=key.principal,
+            reason=reason,
+            issued_at=issued_at,
+            role=role,
+            expires_in=expires_in,
+        )
+    else:
+        command = manual_command(
+            verb,
+            situation.ticket,
+            situation.current,
+            issued_by=key.principal,
+            reason=reason,
+            issued_at=issued_at,
+            role=role,
+            expires_in=expires_in,
+            undo=undo,
+            undo_flags=undo_flags,
+        )
     problem = precheck(situation.ticket, command, situation.current)
     if problem is not None:
         raise OpsError(f"refused before sending: {problem}")
@@ -149,6 +170,25 @@ async def issue(
     finally:
         await producer.stop()
     return signed
+
+
+def pending_escalation(urls: list[str], workflow: str, command_id: str, timeout: float = 5.0) -> dict[str, Any]:
+    """The escalated decision ``command_id`` as the worker owning ``workflow`` keeps it (its /status)."""
+    seen: list[str] = []
+    for url in urls:
+        try:
+            status = fetch_status(url, timeout)
+        except (OSError, ValueError) as exc:
+            seen.append(f"{url}: {exc}")
+            continue
+        engine = (status.get("workflows") or {}).get(workflow, {}).get("engine") or {}
+        for pending in engine.get("escalations") or []:
+            if pending.get("command_id") == command_id:
+                decision: dict[str, Any] = pending["decision"]
+                return decision
+        waiting = ", ".join(p.get("command_id", "?") for p in engine.get("escalations") or []) or "none"
+        seen.append(f"{url}: pending for {workflow}: {waiting}")
+    raise OpsError(f"no pending escalation {command_id} for {workflow!r} ({'; '.join(seen) or 'no worker'})")
 
 
 WorkflowOption = Annotated[str, typer.Option("--workflow", "-w", help="The workflow (as its ticket names it).")]
@@ -170,9 +210,15 @@ def _run(
     config: Path | None,
     as_json: bool,
     target: str | None = None,
+    escalation: dict[str, Any] | None = None,
 ) -> None:
     if role is not None and role not in ROLES:
         raise typer.BadParameter(f"{role!r}: expected one of {', '.join(ROLES)}", param_hint="--as")
+    if expires is not None:
+        try:
+            parse_duration(expires)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--expires") from None
     settings = load_settings(config)
     command = asyncio.run(issue(settings, verb, workflow, reason, role=role, expires=expires, target=target))
     if as_json:
@@ -236,6 +282,26 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Take the canary plan's next step now."""
         _run("promote", workflow, reason, role, expires, config, as_json)
+
+    @app.command("approve")
+    def approve(
+        command_id: Annotated[str, typer.Argument(help="The escalated decision (rollwatch status lists them).")],
+        workflow: WorkflowOption,
+        reason: ReasonOption,
+        role: AsOption = None,
+        expires: ExpiresOption = None,
+        worker: Annotated[
+            list[str] | None,
+            typer.Option("--worker", "-u", envvar="ROLLWATCH_STATUS_URLS", help="A worker's base URL (repeatable)."),
+        ] = None,
+        config: ConfigOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Carry out an escalated decision the automation may not take, with its original evidence."""
+        settings = load_settings(config)
+        urls = worker or [f"http://127.0.0.1:{settings.web_port}"]
+        escalation = pending_escalation(urls, workflow, command_id)
+        _run("approve", workflow, reason, role, expires, config, as_json, escalation=escalation)
 
     @app.command("undo")
     def undo(
