@@ -51,6 +51,7 @@ from rollwatch.commands import (
     rfc3339,
 )
 from rollwatch.events import Event
+from rollwatch.flagstore.effects import plan_percents
 from rollwatch.gates.errors import EngineStateError
 from rollwatch.gates.evaluate import Arms, evaluate_gate
 from rollwatch.gates.judge import JudgeMemory, judge
@@ -356,6 +357,9 @@ class Engine:
             "rollout_percent": self.memory.rollout_percent,
             "frozen": self.memory.frozen,
             "rolled_back": self.memory.rolled_back,
+            "healthy_since_ms": self.memory.healthy_since_ms,
+            "hold_ms": int(ticket.canary.hold) if ticket is not None else None,
+            "plan": sorted(p for p in plan_percents(ticket) if p > 0) if ticket is not None else [],
             "paused": self.memory.paused,
             "aborted": self.memory.aborted,
             "escalations": escalation_views(ticket, self.memory) if ticket is not None else [],
