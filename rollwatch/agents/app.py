@@ -50,7 +50,7 @@ import orjson
 from faust.sensors.monitor import Monitor
 from faust.types import TP
 
-from rollwatch.agents.control import ControlFeed, ManualCommands
+from rollwatch.agents.control import ControlFeed, EscalationNotices, ManualCommands
 from rollwatch.agents.metrics import CONTENT_TYPE, Metrics
 from rollwatch.agents.options import DEFAULT_GROUP, WorkerOptions
 from rollwatch.agents.pipeline import EXIT_FAIL_STOP, Pipeline, fail_stop, wall_ms
@@ -58,6 +58,7 @@ from rollwatch.agents.ports import EngineFactory
 from rollwatch.agents.records import SourceRecord
 from rollwatch.agents.runtime import Runtime, Topics
 from rollwatch.agents.tickets import TicketFeed
+from rollwatch.notify import Notifier
 from rollwatch.settings import Settings
 from rollwatch.trust import keyring_from_settings
 
@@ -272,6 +273,9 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
 
     app.agent(telemetry, name=f"{options.group}.ingest")(ingest)
 
+    notifier = Notifier.from_settings(settings)
+    escalations = EscalationNotices(runtime, notifier) if notifier is not None else None
+
     async def judge() -> None:
         try:
             await pipeline.tick()
@@ -279,6 +283,8 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
             raise
         except BaseException as exc:
             fail_stop("judge tick failed to deliver", exc)
+        if escalations is not None:
+            escalations.check()
 
     app.timer(options.judge_interval, name=f"{options.group}.judge")(judge)
 
@@ -299,6 +305,8 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
         await control_feed.run(on_control)
 
     app.task(control)
+    if notifier is not None:
+        app.task(notifier.run)
 
     async def on_revoked(sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         await pipeline.on_revoked()

@@ -24,11 +24,12 @@ from rollwatch.agents.tickets import TicketFeed
 from rollwatch.commands import decode_command
 from rollwatch.errors import ContractError
 from rollwatch.flagstore.verify import CommandChecker, TicketBook
-from rollwatch.gates.manual import admit, is_manual
+from rollwatch.gates.manual import admit, escalation_views, is_manual
+from rollwatch.notify import Notifier, notice_for_escalation
 from rollwatch.settings import Settings
 from rollwatch.trust import Keyring
 
-__all__ = ["ControlFeed", "ManualCommands"]
+__all__ = ["ControlFeed", "EscalationNotices", "ManualCommands"]
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +78,31 @@ class ManualCommands:
         self.last[command.workflow] = f"{command.command_id}: {what}"
         self.runtime.touched(slot)  # type: ignore[arg-type]
         log.warning("manual command %s for %r: %s", command.command_id, command.workflow, what)
+
+
+class EscalationNotices:
+    """Posts each escalation once when it appears, saying who may approve and what to type.
+
+    A restarted worker posts the escalations still pending once more: a repeated page is
+    better than a lost one.
+    """
+
+    def __init__(self, runtime: Runtime, notifier: Notifier) -> None:
+        self.runtime = runtime
+        self.notifier = notifier
+        self.seen: set[str] = set()
+
+    def check(self) -> int:
+        """Post the escalations not posted yet; how many."""
+        posted = 0
+        for workflow, slot in list(self.runtime.slots.items()):
+            engine: Any = slot.engine
+            ticket, memory = getattr(engine, "ticket", None), getattr(engine, "memory", None)
+            if ticket is None or memory is None:
+                continue
+            for view in escalation_views(ticket, memory):
+                if view["command_id"] not in self.seen:
+                    self.seen.add(view["command_id"])
+                    self.notifier.post(notice_for_escalation(workflow, view))
+                    posted += 1
+        return posted

@@ -7,6 +7,7 @@ do comes from the example ticket's authority block as written.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import UTC, datetime, timedelta
 
@@ -121,3 +122,39 @@ async def test_forged_replayed_expired_and_unknown_key_manual_commands_are_refus
         for consumer in CONSUMERS:
             first, second = await acks.collect(good.command_id, consumer, 2)
             assert (first.status, second.status) == ("applied", "duplicate")
+
+
+async def test_the_flag_store_posts_applied_commands_to_webhooks_without_waiting_for_them(
+    topics: Settings, ticket: Ticket
+) -> None:
+    from rollwatch.flagstore.service import FlagStore
+    from tests.notify.hook import Hook, hook_server
+
+    async with hook_server(Hook(failures=1)) as hook:
+        settings = topics.model_copy(
+            update={"notify_json_webhooks": [hook.url("/json")], "notify_slack_webhooks": [hook.url("/slack")]}
+        )
+        store = FlagStore(settings, name="flagstore-notify")
+        assert store.notifier is not None
+        store.notifier.backoff_s = 0.01
+        await store.start()
+        try:
+            abort = by(
+                "ic-rotation",
+                manual_command(
+                    "abort", ticket, {}, issued_by="ic-rotation", reason="garbled output", issued_at=datetime.now(UTC)
+                ),
+            )
+            async with AckReader(settings) as acks:
+                await publish(settings, abort)
+                assert (await acks.wait_for(abort.command_id, "flagstore-notify")).status == "applied"
+            deadline = datetime.now(UTC) + timedelta(seconds=10)
+            while len(hook.bodies.get("/json", [])) + len(hook.bodies.get("/slack", [])) < 2:
+                assert datetime.now(UTC) < deadline, hook.bodies
+                await asyncio.sleep(0.05)
+        finally:
+            await store.stop()
+    [generic] = hook.bodies["/json"]
+    assert generic["kind"] == "manual" and generic["command_id"] == abort.command_id
+    assert generic["issued_by"] == "ic-rotation" and generic["reason"] == "garbled output"
+    assert hook.bodies["/slack"][0]["text"].startswith("ic-rotation ran abort on support-summary")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from tests.agents.harness import WorkerProcess, produce_events, read_topic, writ
 from tests.agents.harness import wait_until as poll
 from tests.control.helpers import PEOPLE, AckReader, by, publish
 from tests.control.test_trust_attacks import WF, Plane, plane, settled
+from tests.notify.hook import Hook, hook_server
 
 pytestmark = pytest.mark.integration
 __all__ = ["plane"]
@@ -43,10 +44,17 @@ def as_person(settings: Settings, name: str) -> Settings:
 
 
 @pytest.fixture
-def worker(topics: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+async def hook() -> AsyncIterator[Hook]:
+    async with hook_server(Hook()) as server:
+        yield server
+
+
+@pytest.fixture
+def worker(topics: Settings, tmp_path: Path, hook: Hook) -> Iterator[WorkerProcess]:
     config = write_config(topics, tmp_path / "rollwatch.toml")
     with config.open("a", encoding="utf-8") as out:
         out.write(f'keyring_file = "{topics.keyring_file}"\n')
+        out.write(f'notify_slack_webhooks = ["{hook.url("/slack")}"]\n')
     process = WorkerProcess(
         config,
         f"rw-manual-{time.time_ns()}",
@@ -106,7 +114,7 @@ async def worker_commands(settings: Settings, ticket: Ticket) -> list[str]:
 
 
 async def test_escalation_approval_undo_abort_and_resume_with_a_live_worker(
-    plane: Plane, worker: WorkerProcess, ticket: Ticket
+    plane: Plane, worker: WorkerProcess, ticket: Ticket, hook: Hook
 ) -> None:
     settings = plane.settings
     await poll(worker.ready, what="worker ready", timeout=60)
@@ -124,6 +132,11 @@ async def test_escalation_approval_undo_abort_and_resume_with_a_live_worker(
     assert view["approve"].startswith(f"rollwatch approve {escalated} --workflow {WF}")
     assert escalated not in await worker_commands(settings, ticket)  # nothing published on its own
     decision = pending_escalation([url], WF, escalated)
+    # The worker pages people on its webhook: who may approve, and the exact command.
+    await poll(lambda: hook.bodies.get("/slack"), what="the escalation posted to the webhook", timeout=15)
+    [page] = hook.bodies["/slack"]
+    assert "May approve: priya.natarajan, ic-rotation" in page["text"]
+    assert f"Type: rollwatch approve {escalated} --workflow {WF}" in page["text"]
 
     # 2. The engineering owner may not disable a segment: one line from the CLI, nothing sent ...
     with pytest.raises(OpsError) as refused:
