@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
 
 from rollwatch import __version__
@@ -38,7 +39,7 @@ app = typer.Typer(
     name="rollwatch",
     help="Roll AI features back when a model change starts hurting users.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 topics_app = typer.Typer(help="Kafka topics rollwatch uses.", no_args_is_help=True)
@@ -112,10 +113,32 @@ def topics_create(config: ConfigOption = None) -> None:
         typer.echo(f"{role:<10} {name}{'  (created)' if name in created else ''}")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"rollwatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Roll AI features back when a model change starts hurting users."""
+
+
 @config_app.command("show")
-def config_show(config: ConfigOption = None) -> None:
+def config_show(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object, secrets masked.")] = False,
+) -> None:
     """Print the effective settings, secrets masked."""
     settings = _settings(config)
+    if as_json:
+        typer.echo(orjson.dumps(settings.model_dump(mode="json")).decode())
+        return
     for name, value in settings.model_dump().items():
         typer.echo(f"{name} = {value}")
 

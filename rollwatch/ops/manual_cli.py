@@ -214,6 +214,10 @@ def _run(
 ) -> None:
     if role is not None and role not in ROLES:
         raise typer.BadParameter(f"{role!r}: expected one of {', '.join(ROLES)}", param_hint="--as")
+    if not reason.strip():
+        raise typer.BadParameter(
+            "a reason is required: it goes into the audit trail and every notice", param_hint="--reason"
+        )
     if expires is not None:
         try:
             parse_duration(expires)
