@@ -6,14 +6,24 @@ Expected behaviour comes from issue 14 as written; the gate results are hand-mad
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
-from rollwatch.commands import RollbackCommand
+import orjson
+import pytest
+
+from rollwatch.commands import RollbackCommand, encode_command
+from rollwatch.flagstore.verify import CommandChecker, TicketBook
 from rollwatch.gates.engine import Engine
 from rollwatch.gates.judge import JudgeMemory, judge
-from rollwatch.gates.manual import apply_manual, escalation_views
+from rollwatch.gates.manual import admit, apply_manual, escalation_views
 from rollwatch.ops.manual import approval_command, approval_id, manual_command
+from rollwatch.signing import sign_command
 from rollwatch.tickets.model import Ticket
+from rollwatch.trust import generate_ed25519, parse_signing_key
+from rollwatch.trust.keyring import load_keyring
+from tests.control.helpers import by, write_keyring
 from tests.gates.test_judge import MIN, result, single_gate
 
 NOW = datetime(2026, 12, 6, 1, 0, tzinfo=UTC)
@@ -95,3 +105,35 @@ def test_an_escalation_waits_with_its_evidence_and_an_approval_settles_it_once(t
     assert engine.status()["escalations"] == []
     restored = Engine.from_bytes(engine.to_bytes())
     assert restored.memory == engine.memory
+
+
+def test_the_worker_believes_only_commands_every_consumer_would_apply(
+    ticket: Ticket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forged, expired, unknown-key and unauthorized aborts change nothing in the worker either."""
+    monkeypatch.setenv("RW_TEST_MANUAL_OWN", "own-secret")
+    keyring = load_keyring(write_keyring(tmp_path / "keyring.json", "own", "RW_TEST_MANUAL_OWN"))
+    checker = CommandChecker(keyring, TicketBook())
+    now = datetime.now(UTC)
+
+    def abort(who: str = "ic-rotation", **extra: Any) -> RollbackCommand:
+        extra.setdefault("issued_at", now)
+        return manual_command("abort", ticket, {}, issued_by=who, reason="r", **extra)
+
+    good = by("ic-rotation", abort(expires_in=timedelta(minutes=5)))
+    tampered = orjson.loads(encode_command(good))
+    tampered["flags"]["ai.rollout.percent"] = 100.0
+    expired = by("ic-rotation", abort(issued_at=now - timedelta(minutes=5), expires_in=timedelta(minutes=1)))
+    private, _ = generate_ed25519()
+    stranger = sign_command(abort(), key=parse_signing_key("ic-2", private, "ic-rotation"))
+    unauthorized = by("priya.natarajan", abort("priya.natarajan"))
+    cases = {
+        "bad_signature": (RollbackCommand.model_validate(tampered, strict=False), orjson.dumps(tampered)),
+        "expired": (expired, encode_command(expired)),
+        "unknown_key": (stranger, encode_command(stranger)),
+        "unauthorized": (unauthorized, encode_command(unauthorized)),
+    }
+    for code, (cmd, raw) in cases.items():
+        refusal = admit(checker, ticket, cmd, raw, now, None)
+        assert refusal is not None and refusal.code == code, (code, refusal)
+    assert admit(checker, ticket, good, encode_command(good), now, None) is None
