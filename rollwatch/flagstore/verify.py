@@ -52,6 +52,7 @@ from rollwatch.settings import Settings
 from rollwatch.signing import Keyring, SignatureError, verify_command
 from rollwatch.tickets import ACTION_TYPES, Ticket, roles_of
 from rollwatch.tickets.authority import FLAG_SETTERS, grant_of
+from rollwatch.trust import SignatureProblem
 from rollwatch.trust.releases import ReleaseRefused, load_release
 
 __all__ = [
@@ -63,26 +64,22 @@ __all__ = [
     "authority_refusal",
 ]
 
-RefusalCode: TypeAlias = Literal[
-    "malformed",
-    "unsigned",
-    "unknown_key",
-    "wrong_alg",
-    "bad_signature",
-    "not_canonical",
-    "key_not_allowed",
-    "issuer_mismatch",
-    "legacy_refused",
-    "expired",
-    "clock_skew",
-    "unknown_ticket",
-    "stale_ticket",
-    "unauthorized",
-    "bad_value",
-    "foreign_value",
-    "raises_rollout",
-    "off_plan",
-]
+RefusalCode: TypeAlias = (
+    Literal[
+        "malformed",
+        "expired",
+        "clock_skew",
+        "unknown_ticket",
+        "stale_ticket",
+        "unauthorized",
+        "bad_value",
+        "foreign_value",
+        "raises_rollout",
+        "off_plan",
+    ]
+    | SignatureProblem
+)
+"""Why a command was refused: a signature problem (:mod:`rollwatch.trust`) or one of policy."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,10 +77,7 @@ def _principal(key: SigningKey) -> str:
     return key.principal
 
 
-def release_record(
-    text: bytes, workflow: str, ticket: str, revision: int, key: SigningKey, at: datetime, media_type: str
-) -> bytes:
-    """The signed releases-topic value that puts the ticket file ``text`` in force."""
+def _signed(workflow: str, ticket: str, revision: int, key: SigningKey, at: datetime, body: dict[str, Any]) -> bytes:
     document: dict[str, Any] = {
         "format": RELEASE_FORMAT,
         "workflow": workflow,
@@ -88,10 +85,16 @@ def release_record(
         "revision": revision,
         "published_at": rfc3339(at),
         "published_by": _principal(key),
-        "media_type": media_type,
-        "text": text.decode("utf-8"),
+        **body,
     }
     return orjson.dumps(sign_document(document, key))
+
+
+def release_record(
+    text: bytes, workflow: str, ticket: str, revision: int, key: SigningKey, at: datetime, media_type: str
+) -> bytes:
+    """The signed releases-topic value that puts the ticket file ``text`` in force."""
+    return _signed(workflow, ticket, revision, key, at, {"media_type": media_type, "text": text.decode("utf-8")})
 
 
 def ticket_record(raw: bytes, ticket: Ticket, key: SigningKey, at: datetime | None = None) -> bytes:
@@ -103,16 +106,7 @@ def ticket_record(raw: bytes, ticket: Ticket, key: SigningKey, at: datetime | No
 
 def retire_record(workflow: str, ticket: str, revision: int, key: SigningKey, at: datetime) -> bytes:
     """The signed releases-topic value that retires ``workflow``'s ticket."""
-    document: dict[str, Any] = {
-        "format": RELEASE_FORMAT,
-        "workflow": workflow,
-        "ticket": ticket,
-        "revision": revision,
-        "published_at": rfc3339(at),
-        "published_by": _principal(key),
-        "retired": True,
-    }
-    return orjson.dumps(sign_document(document, key))
+    return _signed(workflow, ticket, revision, key, at, {"retired": True})
 
 
 def _str(document: Mapping[str, Any], name: str) -> str:
