@@ -11,7 +11,7 @@ store and gateways still check everything themselves: the CLI's check is a court
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,8 +23,7 @@ import typer
 from rollwatch.commands import RollbackCommand, decode_command, encode_command
 from rollwatch.errors import ContractError
 from rollwatch.flagstore.service import load_flag_states
-from rollwatch.flagstore.topics import make_consumer, partitions_of, read_to_end
-from rollwatch.flagstore.verify import TicketBook
+from rollwatch.flagstore.topics import make_consumer, partitions_of, read_tickets, read_to_end
 from rollwatch.kafka import make_producer
 from rollwatch.ops.errors import OpsError
 from rollwatch.ops.manual import Verb, approval_command, flags_before, manual_command, precheck
@@ -49,27 +48,12 @@ class Situation:
 
 async def read_situation(settings: Settings, keyring: Keyring, workflow: str, commands: bool) -> Situation:
     """Read the releases and flags topics (and the control topic when ``commands``), verified."""
-    book = TicketBook()
-    consumer = make_consumer(settings)
-    await consumer.start()
-    try:
-        tps = await partitions_of(consumer, settings.topic_releases)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-
-        def take_release(record: Any) -> None:
-            # A refused record keeps the previous ticket in force, as in every consumer.
-            with contextlib.suppress(Exception):
-                book.load_record(record.key, record.value, f"releases@{record.offset}", keyring)
-
-        await read_to_end(consumer, tps, take_release)
-        ticket = book.get(workflow)
-        if ticket is None:
-            refused = book.refusals.get(workflow)
-            why = f" (the last record was refused: {refused.code}: {refused.detail})" if refused else ""
-            raise OpsError(f"no release ticket in force for {workflow!r} on {settings.topic_releases}{why}")
-    finally:
-        await consumer.stop()
+    book = await read_tickets(settings, keyring)
+    ticket = book.get(workflow)
+    if ticket is None:
+        refused = book.refusals.get(workflow)
+        why = f" (the last record was refused: {refused.code}: {refused.detail})" if refused else ""
+        raise OpsError(f"no release ticket in force for {workflow!r} on {settings.topic_releases}{why}")
     states = {s.workflow: s for s in await load_flag_states(settings, keyring)}
     state = states.get(workflow)
     current = {str(k): v for k, v in candidate_flags(ticket).items()}
@@ -236,56 +220,35 @@ def _run(
     typer.echo(f"acks: rollwatch tail acks | grep {command.command_id}")
 
 
+_PLAIN_VERBS: dict[Verb, str] = {
+    "abort": "Stop the canary: control route and prompt, rollout 0; the worker holds until `resume`.",
+    "pause": "Hold the rollout where it is: no promotion until `resume`.",
+    "resume": "Lift a pause, an abort or a freeze: the worker decides again.",
+    "promote": "Take the canary plan's next step now.",
+}
+
+
+def _plain(verb: Verb) -> Callable[..., None]:
+    """The typer command of a verb that takes no argument but the common options."""
+
+    def command(
+        workflow: WorkflowOption,
+        reason: ReasonOption,
+        role: AsOption = None,
+        expires: ExpiresOption = None,
+        config: ConfigOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        _run(verb, workflow, reason, role, expires, config, as_json)
+
+    return command
+
+
 def register(app: typer.Typer) -> None:
     """Mount the verbs on the ``rollwatch`` app."""
 
-    @app.command("abort")
-    def abort(
-        workflow: WorkflowOption,
-        reason: ReasonOption,
-        role: AsOption = None,
-        expires: ExpiresOption = None,
-        config: ConfigOption = None,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Stop the canary: control route and prompt, rollout 0; the worker holds until `resume`."""
-        _run("abort", workflow, reason, role, expires, config, as_json)
-
-    @app.command("pause")
-    def pause(
-        workflow: WorkflowOption,
-        reason: ReasonOption,
-        role: AsOption = None,
-        expires: ExpiresOption = None,
-        config: ConfigOption = None,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Hold the rollout where it is: no promotion until `resume`."""
-        _run("pause", workflow, reason, role, expires, config, as_json)
-
-    @app.command("resume")
-    def resume(
-        workflow: WorkflowOption,
-        reason: ReasonOption,
-        role: AsOption = None,
-        expires: ExpiresOption = None,
-        config: ConfigOption = None,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Lift a pause, an abort or a freeze: the worker decides again."""
-        _run("resume", workflow, reason, role, expires, config, as_json)
-
-    @app.command("promote")
-    def promote(
-        workflow: WorkflowOption,
-        reason: ReasonOption,
-        role: AsOption = None,
-        expires: ExpiresOption = None,
-        config: ConfigOption = None,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Take the canary plan's next step now."""
-        _run("promote", workflow, reason, role, expires, config, as_json)
+    for verb, summary in _PLAIN_VERBS.items():
+        app.command(verb, help=summary)(_plain(verb))
 
     @app.command("approve")
     def approve(
