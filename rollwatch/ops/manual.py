@@ -49,6 +49,11 @@ MANUAL_GATE: Final = "manual"
 _PERCENT: Final = "ai.rollout.percent"
 
 
+def _require(reason: str) -> None:
+    if not reason.strip():
+        raise OpsError("a reason is required (--reason): it goes into the audit trail and every notification")
+
+
 def flags_before(
     base: Mapping[str, Any],
     applied: Sequence[RollbackCommand],
@@ -100,8 +105,7 @@ def manual_command(
 
     ``undo`` names the command to undo and ``undo_flags`` its :func:`flags_before`.
     """
-    if not reason.strip():
-        raise OpsError("a reason is required (--reason): it goes into the audit trail and every notification")
+    _require(reason)
     segment: str | None = None
     if verb == "abort":
         flags: dict[str, Any] = {
@@ -165,8 +169,7 @@ def approval_command(
     Same action, flags, segment, gate numbers and evidence; the person's name, role and
     reason; ``approves`` names the escalation.
     """
-    if not reason.strip():
-        raise OpsError("a reason is required (--reason): it goes into the audit trail and every notification")
+    _require(reason)
     escalated = str(decision["command_id"])
     original = dict(decision.get("reason") or {})
     detail = f"approved by {issued_by}: {reason.strip()}"
