@@ -306,6 +306,13 @@ def traffic_command(
             "--ticket", "-t", exists=True, dir_okay=False, help="Publish this ticket first; use its workflow/routes."
         ),
     ] = None,
+    publish_ticket: Annotated[
+        bool,
+        typer.Option(
+            "--publish-ticket/--no-publish-ticket",
+            help="Put --ticket in force first; off when a release manager publishes it (telemetry only).",
+        ),
+    ] = True,
     workflow: Annotated[str, typer.Option(help="Workflow (without --ticket).")] = "support-summary",
     rate: Annotated[float, typer.Option(min=0.1, help="Calls per second of event time.")] = 20.0,
     candidate_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of calls on the candidate.")] = 0.05,
@@ -342,7 +349,7 @@ def traffic_command(
     raw = None
     if ticket is not None:
         traffic = for_ticket(traffic, load_ticket(ticket))
-        raw = ticket.read_bytes()
+        raw = ticket.read_bytes() if publish_ticket else None
     settings = _settings(config)
     kind: Regression = traffic.regression
     typer.echo(
