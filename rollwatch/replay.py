@@ -142,7 +142,9 @@ def _replay(
     started = time.perf_counter()
     next_eval: int | None = None
 
-    def judge(now_ms: int) -> None:
+    def judge(now_ms: int, final: bool = False) -> None:
+        if not final and not engine.can_decide():
+            return  # judging cannot change anything yet: replay cost follows events, not event time
         engine.evaluate(now_ms)
         results = tuple(engine.last_results)
         if keep_samples:
@@ -155,26 +157,36 @@ def _replay(
         report.late += stats.late
         report.duplicates += stats.duplicates
 
+    # Until the candidate has traffic no judgment can decide anything (Engine.can_decide):
+    # the grid points of a control-only history are skipped without splitting the fold.
+    candidate = ticket.candidate.route
+    live = coming = False
     for chunk in chunks:
         pending: list[Event] = []
         for event in chunk:
             if event.workflow != ticket.workflow:
                 continue
+            if not live and event.route == candidate:
+                coming = True
             if next_eval is None:
                 next_eval = event.ts_ms + every_ms
             elif event.ts_ms >= next_eval:
-                # Judge with exactly the events before the boundary folded in.
-                fold(pending)
-                pending = []
-                while event.ts_ms >= next_eval:
-                    judge(next_eval)
-                    next_eval += every_ms
+                if live or coming:
+                    # Judge with exactly the events before the boundary folded in.
+                    fold(pending)
+                    pending = []
+                    while event.ts_ms >= next_eval:
+                        judge(next_eval)
+                        next_eval += every_ms
+                    live = engine.can_decide()
+                else:
+                    next_eval += ((event.ts_ms - next_eval) // every_ms + 1) * every_ms
             pending.append(event)
         fold(pending)
         report.events += len(chunk)
     end = engine.state.max_ts_ms
     if end is not None:
-        judge(end)
+        judge(end, final=True)
     report.final = tuple(engine.last_results)
     report.seconds = time.perf_counter() - started
     return report

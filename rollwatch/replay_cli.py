@@ -26,19 +26,9 @@ def _value(value: float | None) -> str:
 
 
 def _gate_json(result: GateResult) -> dict[str, Any]:
-    return {
-        "gate": result.gate,
-        "kind": result.kind,
-        "state": result.state,
-        "metric": result.metric,
-        "observed": result.observed,
-        "threshold": result.threshold,
-        "control": result.control,
-        "window": result.window,
-        "samples": dict(result.samples),
-        "needed": dict(result.needed),
-        "detail": result.detail,
-    }
+    from rollwatch.gates.result import gate_json
+
+    return gate_json(result)
 
 
 def _as_json(report: ReplayReport) -> bytes:
@@ -84,6 +74,7 @@ def replay(
 ) -> None:
     """Replay recorded telemetry through a ticket's gates and print the decisions in event time."""
     # Imported here: the engine pulls in river and friends, which `rollwatch --help` need not pay for.
+    from rollwatch.gates.result import evidence_text
     from rollwatch.replay import replay_file
     from rollwatch.tickets.durations import parse_duration
     from rollwatch.tickets.load import load_ticket
@@ -127,10 +118,14 @@ def replay(
             )
             if d.note:
                 typer.echo(f"    {d.note}")
+            if evidence_text(r):
+                typer.echo(f"    {evidence_text(r)}")
         typer.echo("gates at the end:")
         for r in result.final:
             need = f" needs {dict(r.needed)}" if r.needed else ""
+            evidence = evidence_text(r)
             typer.echo(
                 f"  {r.gate:<20} {r.state:<12} {r.metric}={_value(r.observed)} vs {_value(r.threshold)}{need}"
+                + (f"  [{evidence}]" if evidence else "")
                 + (f"  ({r.detail})" if r.detail else "")
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import yaml
 
 from rollwatch.settings import Settings
@@ -23,9 +24,9 @@ def signed_release(settings: Settings, workflow: str, raw: bytes) -> bytes:
     """
     key = signing_key_from_settings(settings)
     assert key is not None, "the test settings carry no signing key"
-    try:
-        doc: Any = yaml.safe_load(raw)
-    except yaml.YAMLError:
+    try:  # JSON is YAML, but PyYAML parses a JSON ticket ~100x slower than orjson (10,000 in the load test)
+        doc: Any = orjson.loads(raw) if raw.lstrip()[:1] == b"{" else yaml.safe_load(raw)
+    except (yaml.YAMLError, orjson.JSONDecodeError):
         doc = None
     doc = doc if isinstance(doc, dict) else {}
     ticket_id = str(doc.get("ticket") or doc.get("id") or "unknown")

@@ -22,12 +22,13 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from rollwatch.agents.ports import GateReading
+from rollwatch.gates.result import STATES
 
 __all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "OTHER", "STAGES", "GateSnapshot", "LabelCap", "Metrics"]
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4"
 OTHER: Final = "_other"
-_STATES: Final = ("breached", "healthy", "insufficient")
+_STATES: Final = STATES
 LATENCY_BUCKETS: Final = (
     *(0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 1.75, 2.0),
     *(3.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0),
@@ -127,6 +128,12 @@ class Metrics:
             registry=r,
         )
         self.deadletters = Counter("rollwatch_deadletters", "Dead-letter records produced", ["source"], registry=r)
+        self.misrouted = Counter(
+            "rollwatch_telemetry_misrouted",
+            "Telemetry events on a partition other than murmur2(workflow): the producer's partitioner is not Java's",
+            ["workflow"],
+            registry=r,
+        )
         self.decisions = Counter(
             "rollwatch_decisions", "Emissions returned by engines", ["workflow", "action"], registry=r
         )

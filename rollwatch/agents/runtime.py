@@ -11,6 +11,7 @@ and counted (``rollwatch_engine_errors``) and the other workflows go on.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -36,6 +37,13 @@ __all__ = ["BoundedSet", "Fold", "Judgement", "Runtime", "Slot", "Topics"]
 
 log = logging.getLogger(__name__)
 _partitioner = DefaultPartitioner()
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _murmur2_partition(key: bytes, partitions: int) -> int:
+    # Cached: checked for every record (misrouting metric), and murmur2 in Python costs ~10-25 us.
+    every = list(range(partitions))
+    return int(_partitioner(key, every, every))
 _TS = attrgetter("ts_ms")
 
 
@@ -109,8 +117,7 @@ class Runtime:
 
     def key_partition(self, workflow: str) -> int:
         """The telemetry partition a producer with the default (murmur2) partitioner picks for this key."""
-        every = list(range(self.partitions))
-        return int(_partitioner(workflow.encode(), every, every))
+        return _murmur2_partition(workflow.encode(), self.partitions)
 
     def owns(self, workflow: str) -> bool:
         if workflow in self.slots:
@@ -266,6 +273,8 @@ class Runtime:
             if not decoded.events:
                 continue
             for workflow, events in _group(decoded.events):
+                if self.key_partition(workflow) != record.partition:  # docs/control-protocol.md, Partitioning
+                    metrics.misrouted.labels(metrics.workflow(workflow)).inc(len(events))
                 slot = self.slots.get(workflow) or self._create(workflow, record.partition)
                 if slot is None:
                     continue

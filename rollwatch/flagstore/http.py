@@ -7,6 +7,7 @@ topic, never through an HTTP call that would bypass authority and the audit.
 - ``GET /flags/{workflow}[?segment=S]`` -> the flags a request in that scope sees, with the layers
 - ``GET /audit[?workflow=W&command_id=C&limit=N]`` -> audit records, newest first
 - ``GET /metrics`` (Prometheus), ``GET /healthz``
+- ``POST /ofrep/v1/evaluate/flags[/{key}]``: OpenFeature Remote Evaluation (:mod:`rollwatch.flagstore.ofrep`)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from rollwatch.flagstore.ofrep import add_ofrep_routes
 from rollwatch.flagstore.service import FlagStore
 
 __all__ = ["make_app", "serve"]
@@ -98,6 +100,7 @@ def make_app(store: FlagStore) -> web.Application:
     app.router.add_get("/audit", _audit)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _health)
+    add_ofrep_routes(app, store)
     return app
 
 

@@ -18,13 +18,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from rollwatch.commands import ControlAck, decode_ack, decode_command
 from rollwatch.errors import ContractError
-from rollwatch.flagstore.topics import partitions_of
+from rollwatch.flagstore.topics import getmany_skipping, partitions_of
 from rollwatch.kafka import client_options
 from rollwatch.settings import Settings
 
@@ -70,6 +70,12 @@ class ApplyLatency:
         self.unacknowledged = Counter(
             "rollwatch_commands_unacknowledged",
             "Commands that no consumer acknowledged within the deadline",
+            registry=registry,
+        )
+        self.undecodable = Counter(
+            "rollwatch_ack_monitor_undecodable_batches",
+            "Record batches of the control or acks topic the ack monitor could not decode and skipped",
+            ["topic"],
             registry=registry,
         )
 
@@ -128,6 +134,7 @@ class AckMonitor:
         self.latency = latency
         self.clock = clock
         self._consumer: AIOKafkaConsumer | None = None
+        self._tps: list[TopicPartition] = []
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -142,6 +149,7 @@ class AckMonitor:
             await consumer.stop()
             raise
         consumer.assign(tps)
+        self._tps = tps
         await consumer.seek_to_end(*tps)
         for tp in tps:
             await consumer.position(tp)  # resolve "end" now, not at the first fetch
@@ -152,7 +160,7 @@ class AckMonitor:
         assert self._consumer is not None
         while True:
             try:
-                batches = await self._consumer.getmany(timeout_ms=250)
+                batches = await getmany_skipping(self._consumer, self._tps, 250, self._skipped)
             except KafkaError:
                 log.exception("ack monitor: fetch failed; retrying")
                 await asyncio.sleep(0.5)
@@ -162,6 +170,11 @@ class AckMonitor:
                 for record in records:
                     self._one(tp.topic, record.value, now)
             self.latency.sweep(now)
+
+    def _skipped(self, tp: TopicPartition, offset: int, exc: BaseException) -> None:
+        """Stepped over, not retried forever: a batch nobody can decode would otherwise blind the monitor."""
+        self.latency.undecodable.labels(tp.topic).inc()
+        log.error("ack monitor: skipped undecodable %s[%d]@%d: %s", tp.topic, tp.partition, offset, exc)
 
     def _one(self, topic: str, value: bytes | None, now: datetime) -> None:
         if value is None:

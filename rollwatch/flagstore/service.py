@@ -39,6 +39,7 @@ from rollwatch.flagstore.state import FlagBook, FlagMap, WorkflowFlags, decode_s
 from rollwatch.flagstore.topics import (
     ResetWatch,
     close_clients,
+    getmany_skipping,
     make_consumer,
     partitions_of,
     read_to_end,
@@ -170,6 +171,12 @@ class FlagStore:
             "rollwatch_flagstore_redis_errors", "Failed writes of flags to Redis", registry=self.registry
         )
         self.workflows = Gauge("rollwatch_flagstore_workflows", "Workflows with flags", registry=self.registry)
+        self.undecodable = Counter(
+            "rollwatch_flagstore_undecodable_batches",
+            "Record batches the flag store could not decode (codec, CRC, corrupt bytes) and skipped",
+            ["topic"],
+            registry=self.registry,
+        )
         self.refused_documents = Counter(
             "rollwatch_flagstore_documents_refused",
             "Release tickets and flag documents refused (unsigned, forged, untrusted key, older revision)",
@@ -183,6 +190,8 @@ class FlagStore:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._redis_dirty: set[str] = set()
+        self._flags_dirty: set[str] = set()
+        """Workflows whose ticket changed: their flags document (flags in force) is republished."""
         self.reset_watch: ResetWatch | None = None
 
     # -- reading state -------------------------------------------------------------------------
@@ -199,6 +208,17 @@ class FlagStore:
         if state is None:
             return base
         return state.effective(segment, base)
+
+    def ticket_ref(self, workflow: str) -> dict[str, Any] | None:
+        """The ticket in force as the flags document names it: id, revision and bucketing scheme."""
+        ticket = self.tickets.get(workflow)
+        if ticket is None:
+            return None
+        return {"ticket": ticket.ticket, "revision": ticket.revision, "bucketing": ticket.canary.bucketing}
+
+    def document(self, state: WorkflowFlags) -> bytes:
+        """The signed flags document of ``state``, with the flags in force and the ticket."""
+        return state.to_json(self.signer, self.base(state.workflow), self.ticket_ref(state.workflow))
 
     def known_workflows(self) -> list[str]:
         return sorted(set(self.book.workflows) | set(self.tickets.workflows()))
@@ -260,7 +280,7 @@ class FlagStore:
         await watch.check()
         while True:
             try:
-                batches = await consumer.getmany(timeout_ms=200)
+                batches = await getmany_skipping(consumer, self._releases + self._control, 200, self._skipped)
             except KafkaError:
                 log.exception("flag store %s: fetch failed; retrying", self.name)
                 await asyncio.sleep(0.5)
@@ -279,8 +299,16 @@ class FlagStore:
                         except Exception:  # a bug must not wedge the control plane on one message
                             log.exception("flag store %s: failed on %s@%d; skipped", self.name, tp, record.offset)
                         await self._commit(tp, record.offset + 1)
+            for workflow in sorted(self._flags_dirty):
+                self._flags_dirty.discard(workflow)
+                await self._publish_state(self.book.get(workflow) or WorkflowFlags(workflow))
             for workflow in list(self._redis_dirty):
                 await self._sync_redis(workflow)
+
+    def _skipped(self, tp: TopicPartition, offset: int, exc: BaseException) -> None:
+        """A record batch nobody can decode: counted and stepped over, so one producer cannot stop the store."""
+        self.undecodable.labels(tp.topic).inc()
+        log.error("flag store %s: skipped undecodable %s[%d]@%d: %s", self.name, tp.topic, tp.partition, offset, exc)
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         assert self._consumer is not None
@@ -305,6 +333,7 @@ class FlagStore:
             self._redis_dirty.add(record.key.decode("utf-8", "replace"))
         if ticket is not None:
             self._redis_dirty.add(ticket.workflow)
+            self._flags_dirty.add(ticket.workflow)
             log.info(
                 "flag store %s: ticket %s r%d in force for %r",
                 self.name,
@@ -373,14 +402,14 @@ class FlagStore:
     def signed_layers(self, workflow: str) -> dict[str, Any] | None:
         """The workflow's flags document as it is (or would be) on the flags topic, signed."""
         state = self.book.get(workflow)
-        return orjson.loads(state.to_json(self.signer)) if state is not None else None
+        return orjson.loads(self.document(state)) if state is not None else None
 
     async def _publish_state(self, state: WorkflowFlags) -> None:
         assert self._producer is not None
         sent = await send_retrying(
             self._producer,
             self.settings.topic_flags,
-            state.to_json(self.signer),
+            self.document(state),
             state.workflow.encode(),
             lambda: self._stopping,
             lambda exc: log.error("flag store %s: cannot write flags of %r: %s", self.name, state.workflow, exc),

@@ -93,7 +93,11 @@ class WorkflowFlags:
         del self.applied[:-APPLIED_MEMORY]
         return forgotten
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(
+        self, base: Mapping[str, FlagValue] | None = None, ticket: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The flags document; ``in_force`` is what requests see (``base`` = the ticket's state
+        under the command layers), so a consumer of the flags topic needs no other topic."""
         return {
             "format": FORMAT,
             "workflow": self.workflow,
@@ -105,11 +109,21 @@ class WorkflowFlags:
             "last_command_id": self.last_command_id,
             "updated_at": self.updated_at,
             "applied": self.applied,
+            "in_force": {
+                "flags": self.effective(None, base),
+                "segments": {name: self.effective(name, base) for name in sorted(self.segments)},
+            },
+            "ticket": dict(ticket) if ticket is not None else None,
         }
 
-    def to_json(self, key: SigningKey | None = None) -> bytes:
+    def to_json(
+        self,
+        key: SigningKey | None = None,
+        base: Mapping[str, FlagValue] | None = None,
+        ticket: Mapping[str, Any] | None = None,
+    ) -> bytes:
         """The flags-topic document, signed by ``key`` (readers refuse an unsigned one)."""
-        document = self.to_dict()
+        document = self.to_dict(base, ticket)
         return orjson.dumps(sign_document(document, key) if key is not None else document)
 
     def newer_than(self, other: WorkflowFlags) -> bool:

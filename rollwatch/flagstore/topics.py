@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CorruptRecordException, KafkaError, UnsupportedCodecError
 
 from rollwatch.flagstore.errors import FlagStoreError
 from rollwatch.flagstore.verify import TicketBook
@@ -28,6 +28,7 @@ from rollwatch.trust.releases import ReleaseRefused
 __all__ = [
     "ResetWatch",
     "close_clients",
+    "getmany_skipping",
     "make_consumer",
     "partitions_of",
     "read_tickets",
@@ -217,3 +218,46 @@ class ResetWatch:
             return bool(await asyncio.wait_for(self.consumer.position(tp), timeout=1.0) > 0)
         except Exception:
             return False
+
+
+def _undecodable(exc: BaseException) -> bool:
+    """A batch the client cannot read (codec, CRC, decompression), as opposed to a fetch that failed."""
+    return isinstance(exc, UnsupportedCodecError | CorruptRecordException) or not isinstance(exc, KafkaError)
+
+
+async def getmany_skipping(
+    consumer: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    timeout_ms: int,
+    on_skip: Callable[[TopicPartition, int, BaseException], None],
+) -> dict[TopicPartition, list[Any]]:
+    """``consumer.getmany`` that skips a record batch it cannot decode instead of failing forever.
+
+    aiokafka raises the same error at every call while the position stays on a batch it
+    cannot decode (a codec it lacks, a bad CRC, corrupt compressed bytes), and records of
+    other partitions drained in that call are lost with their positions already moved on.
+    So: remember every position, and on such an error go back to them and read partition by
+    partition; the partition that still fails moves one offset on (``on_skip`` counts it;
+    its bytes are not available to dead-letter). Transient ``KafkaError`` still propagates.
+    """
+    before = {tp: await consumer.position(tp) for tp in tps}
+    try:
+        batches: dict[TopicPartition, list[Any]] = await consumer.getmany(timeout_ms=timeout_ms)
+        return batches
+    except Exception as exc:
+        if not _undecodable(exc):
+            raise
+        log.warning("undecodable record batch (%s: %s); reading partition by partition", type(exc).__name__, exc)
+    for tp, offset in before.items():
+        consumer.seek(tp, offset)
+    out: dict[TopicPartition, list[Any]] = {}
+    for tp in tps:
+        try:
+            out.update(await consumer.getmany(tp, timeout_ms=timeout_ms))
+        except Exception as exc:
+            if not _undecodable(exc):
+                raise
+            position = await consumer.position(tp)
+            consumer.seek(tp, position + 1)
+            on_skip(tp, position, exc)
+    return out

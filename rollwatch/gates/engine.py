@@ -52,12 +52,13 @@ from rollwatch.commands import (
 )
 from rollwatch.events import Event
 from rollwatch.flagstore.effects import plan_percents
+from rollwatch.gates.detector import DetectorBank
 from rollwatch.gates.errors import EngineStateError
-from rollwatch.gates.evaluate import Arms, evaluate_gate
+from rollwatch.gates.evaluate import Arms, detector_bank, evaluate_gate
 from rollwatch.gates.judge import JudgeMemory, judge
 from rollwatch.gates.manual import apply_manual, escalation_views
 from rollwatch.gates.promotion import evaluate_promotion
-from rollwatch.gates.result import ApplyStats, Decision, Emission, GateReading, GateResult
+from rollwatch.gates.result import ApplyStats, Decision, Emission, GateReading, GateResult, gate_json
 from rollwatch.gates.shadow import ShadowComparison
 from rollwatch.streams.config import StreamsConfig
 from rollwatch.streams.workflow_state import WorkflowState
@@ -149,6 +150,8 @@ class Engine:
         self.segments: dict[str, WorkflowState] = {}
         self._by_segment = False
         self.memory = JudgeMemory()
+        self.detectors = DetectorBank()
+        """The gates' change detectors, reset with each ticket revision (see :mod:`rollwatch.gates.detector`)."""
         self.release_start_ms: int | None = None
         self.shadow = ShadowComparison()
         self.last_results: list[GateResult] = []
@@ -184,6 +187,7 @@ class Engine:
             segment_state.set_arms(control=ticket.control.route, candidate=ticket.candidate.route)
         if changed:
             self.release_start_ms = self.state.max_ts_ms
+            self.detectors = detector_bank(ticket)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -213,7 +217,22 @@ class Engine:
         stats = self._fold(events[start:])
         return ApplyStats(applied + stats.applied, late + stats.late, duplicates + stats.duplicates)
 
+    def can_decide(self) -> bool:
+        """False while judging cannot decide anything: the candidate arm has seen no event yet.
+
+        Every gate reads the candidate, so until it has traffic each one reports
+        ``insufficient`` and the judge neither rolls back nor promotes (promotion needs every
+        gate healthy). Replay and the event-time grid skip those judgments: a recorded week
+        of control-only history would otherwise cost a judgment per minute of it.
+        """
+        if self.ticket is None:
+            return False
+        cand = self.state.candidate
+        return cand is not None and (cand.calls > 0 or cand.reviews > 0 or cand.complaints > 0)
+
     def _judge_on_event_time(self, at_ms: int) -> None:
+        if not self.can_decide():
+            return
         self._queued.extend(self._evaluate(at_ms))
         self._queued_decisions.extend(self.last_decisions)
 
@@ -265,11 +284,11 @@ class Engine:
                 # Per segment once segments appear; workflow-wide while traffic carries none.
                 for name in sorted(self.segments):
                     source = self.segments[name]
-                    arms = Arms(source.candidate, source.control, ticket, start)
+                    arms = Arms(source.candidate, source.control, ticket, start, self.detectors, name)
                     results.append(replace(evaluate_gate(gate, arms, now_ms), segment=name))
                 continue
             source = self.segments[gate.segment] if gate.segment is not None else self.state
-            arms = Arms(source.candidate, source.control, ticket, start)
+            arms = Arms(source.candidate, source.control, ticket, start, self.detectors, gate.segment)
             results.append(replace(evaluate_gate(gate, arms, now_ms), segment=gate.segment))
         promotion = evaluate_promotion(ticket, Arms(self.state.candidate, self.state.control, ticket, start), now_ms)
         decisions = judge(ticket, results, self.memory, now_ms, promotion)
@@ -366,23 +385,7 @@ class Engine:
             "routes": routes,
             "duplicates": self.state.duplicates,
             "shadow": self._shadow_status(),
-            "gates": [
-                {
-                    "gate": r.gate,
-                    "segment": r.segment,
-                    "kind": r.kind,
-                    "state": r.state,
-                    "metric": r.metric,
-                    "observed": r.observed,
-                    "threshold": r.threshold,
-                    "control": r.control,
-                    "window": r.window,
-                    "samples": dict(r.samples),
-                    "needed": dict(r.needed),
-                    "detail": r.detail,
-                }
-                for r in self.last_results
-            ],
+            "gates": [gate_json(r) for r in self.last_results],
             "last_decisions": [
                 {
                     "kind": d.kind,
@@ -423,6 +426,7 @@ class Engine:
                 "workflow": self._workflow,
                 "ticket": base64.b64encode(self._ticket_raw).decode() if self.ticket is not None else None,
                 "memory": self.memory.to_dict(),
+                "detectors": self.detectors.to_dict(),
                 "release_start_ms": self.release_start_ms,
                 "next_judge_ms": self.next_judge_ms,
                 "segments": sorted(self.segments),
@@ -463,6 +467,8 @@ class Engine:
                 for segment_state in engine.segments.values():
                     segment_state.set_arms(control=engine.ticket.control.route, candidate=engine.ticket.candidate.route)
             engine.memory = JudgeMemory.from_dict(header["memory"])
+            if "detectors" in header:  # absent from older checkpoints: the detectors start afresh
+                engine.detectors = DetectorBank.from_dict(header["detectors"])
             engine.release_start_ms = header["release_start_ms"]
             engine.next_judge_ms = header.get("next_judge_ms")  # absent from older checkpoints
             engine.shadow = ShadowComparison.from_dict(header["shadow"])

@@ -14,12 +14,14 @@ notes when the control breaches it too.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
+from rollwatch.gates.detector import DetectorBank, expected_log_lr
 from rollwatch.gates.result import EvidenceRef, GateResult, GateState
-from rollwatch.gates.sequential import GuardVerdict, difference_above, rate_above
+from rollwatch.gates.sequential import GuardVerdict
 from rollwatch.streams.bucket import WindowStats
 from rollwatch.streams.count_window import CountWindow
 from rollwatch.streams.evidence import Evidence, EvidenceKind
@@ -39,9 +41,13 @@ from rollwatch.tickets.gates import (
 )
 from rollwatch.tickets.model import Ticket
 
-__all__ = ["Arms", "evaluate_gate"]
+__all__ = ["Arms", "detector_bank", "evaluate_gate"]
 
 MAX_EVIDENCE = 20
+CONTROL_SPAN_MS: Final = 15 * 60_000
+"""The control's rate behind a two-arm null is measured over this trailing span (with a margin)."""
+SEGMENT_SHARES: Final = 8
+"""A ``by_segment`` gate's share of alpha is split over this many segments (the engine's MAX_SEGMENTS)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +58,10 @@ class Arms:
     control: RouteState | None
     ticket: Ticket
     release_start_ms: int
+    detectors: DetectorBank | None = None
+    """The change detectors' state; without one each evaluation starts a fresh detector at the release start."""
+    segment: str | None = None
+    """The segment these arms are about (names the detector)."""
 
 
 def _alpha(gate: Any) -> float | None:
@@ -82,20 +92,93 @@ def _evidence(route: RouteState | None, *kinds: EvidenceKind) -> tuple[EvidenceR
     return tuple(EvidenceRef(e.kind, e.event_id, e.trace_id, e.ts_ms) for e in items[:MAX_EVIDENCE])
 
 
-def _since_release(route: RouteState | None, arms: Arms, now_ms: int) -> WindowStats | None:
-    """Counts since the release started: the guard's sequence.
+def _detected(gate: AnyGate) -> bool:
+    """Gates whose guard runs a change detector: Bernoulli streams with a guard other than ``none``."""
+    if _alpha(gate) is None:
+        return False
+    if isinstance(gate, ThresholdGate):
+        return gate.metric == "error_rate" and gate.direction == "above" and 0 < gate.value < 1
+    return isinstance(gate, SchemaFailureGate | ReviewRejectionGate | SafetyBlocksGate)
 
-    The guards are martingales over one growing sequence, not over a sliding window:
-    re-testing every window would spend alpha again and again (measured: over a third
-    of identical-arm runs rolled back in six hours). The literal gate reads the
-    window; the guard reads everything since the release. The start is floored to the
-    coarse bucket so the sequence only ever grows as buckets spill.
+
+def detector_bank(ticket: Ticket) -> DetectorBank:
+    """A fresh bank for ``ticket``: its alpha (the strictest guard's), split over its detectors.
+
+    A ``by_segment`` gate's share is split again over :data:`SEGMENT_SHARES` segments, one
+    per segment it may judge, so the ticket's family-wise bound holds whatever segments appear.
+    """
+    guarded = [g for g in ticket.gates if _detected(g)]
+    alphas = [a for a in (_alpha(g) for g in guarded) if a is not None]
+    horizon = int(ticket.canary.duration)
+    return DetectorBank(min(alphas, default=0.05), max(len(guarded), 1), horizon, SEGMENT_SHARES)
+
+
+Counts = Callable[[WindowStats], tuple[int, int]]
+
+
+def _ucb(hits: int, n: int) -> float:
+    p = hits / n
+    return p + 2 * math.sqrt(max(p * (1 - p), 1 / n) / n) + 1 / n
+
+
+def _control_ucb(route: RouteState | None, now_ms: int, counts: Counts) -> float | None:
+    """The control's rate over the last :data:`CONTROL_SPAN_MS`, plus two standard errors.
+
+    The margin errs on the lenient side: a two-arm null built on an underestimated
+    control would blame the candidate for noise. The span is short enough to follow a
+    provider-wide incident that degrades the control too, and long enough to hold
+    thousands of calls at ordinary traffic (the ticket's count window, a few hundred,
+    gives a margin as wide as the effects it should detect).
     """
     if route is None:
         return None
-    coarse = route.config.coarse.bucket_ms
-    start = arms.release_start_ms - arms.release_start_ms % coarse
-    return route.window_between(start, now_ms + 1)
+    hits, n = counts(route.window(CONTROL_SPAN_MS, now_ms + 1))
+    return _ucb(hits, n) if n > 0 else None
+
+
+def _detect(
+    gate: AnyGate,
+    arms: Arms,
+    now_ms: int,
+    counts: Counts,
+    p0: float | None,
+    rate: float | None,
+) -> GuardVerdict | None:
+    """Feed the candidate's new (hits, trials) since the last evaluation to the gate's detector.
+
+    Counts come from the route's time buckets: everything from the bucket of the previous
+    update on, minus what that update already took. ``rate`` (the window's estimate) only
+    serves the "about how many more calls" estimate of a suspect gate.
+    """
+    route = arms.candidate
+    if route is None or not _detected(gate):
+        return None
+    bank = arms.detectors if arms.detectors is not None else detector_bank(arms.ticket)
+    key = gate.name if arms.segment is None else f"{gate.name}@{arms.segment}"
+    det = bank.get(key)
+    log_a = bank.log_a(per_segment=gate.by_segment)
+    if det.at_ms is not None and now_ms < det.at_ms:
+        return _verdict(det.log_stat, log_a, None)
+    bucket = route.config.fine.bucket_ms
+    if det.cursor_ms is None:
+        det.cursor_ms = arms.release_start_ms - arms.release_start_ms % bucket
+    hits, trials = det.delta(*counts(route.window_between(det.cursor_ms, now_ms + 1)))
+    if p0 is not None:
+        det.update(hits, trials, min(p0, 0.999), now_ms, log_a)
+    det.cursor_ms = now_ms - now_ms % bucket
+    det.seen = counts(route.window_between(det.cursor_ms, now_ms + 1))
+    more = None
+    if p0 is not None and rate is not None and det.log_stat < log_a:
+        gain = expected_log_lr(rate, min(p0, 0.999))
+        if gain > 0:
+            have = max(det.log_stat, 0.0)
+            more = math.ceil((log_a - have) / gain)
+    return _verdict(det.log_stat, log_a, more)
+
+
+def _verdict(log_stat: float, log_a: float, more: int | None) -> GuardVerdict:
+    shown = max(log_stat, -1e9)
+    return GuardVerdict(log_stat >= log_a, shown, min(1.0, math.exp(-shown)) if shown > -700 else 1.0, log_a, more)
 
 
 def _needed(min_samples: int, **have: int) -> dict[str, int]:
@@ -115,8 +198,9 @@ def _result(
     evidence: tuple[EvidenceRef, ...] = (),
     guard: GuardVerdict | None = None,
     detail: str = "",
+    suspect: bool = False,
 ) -> GateResult:
-    state: GateState = "insufficient" if needed else ("breached" if breached else "healthy")
+    state: GateState = "insufficient" if needed else ("breached" if breached else "suspect" if suspect else "healthy")
     breach_ts = evidence[0].ts_ms if evidence and state == "breached" else None
     return GateResult(
         gate.name,
@@ -129,11 +213,34 @@ def _result(
         window,
         samples,
         needed,
-        evidence if state == "breached" else (),
+        evidence if state in ("breached", "suspect") else (),
         breach_ts,
         guard,
         detail,
     )
+
+
+def _confirm(over: bool, guard: GuardVerdict | None) -> tuple[bool, bool]:
+    """(breached, suspect): with a detector, over the threshold is only suspect until the detector alarms."""
+    if guard is None:
+        return over, False
+    return over and guard.significant, over and not guard.significant
+
+
+def _schema_counts(stats: WindowStats) -> tuple[int, int]:
+    return stats.schema_failed, stats.schema_checked
+
+
+def _review_counts(stats: WindowStats) -> tuple[int, int]:
+    return stats.rejected, stats.reviews
+
+
+def _block_counts(stats: WindowStats) -> tuple[int, int]:
+    return stats.safety_blocked, stats.calls
+
+
+def _error_counts(stats: WindowStats) -> tuple[int, int]:
+    return stats.errors, stats.calls
 
 
 def _schema(gate: SchemaFailureGate, arms: Arms, now_ms: int) -> GateResult:
@@ -144,16 +251,13 @@ def _schema(gate: SchemaFailureGate, arms: Arms, now_ms: int) -> GateResult:
     needed = _needed(gate.min_samples, candidate=n_c, control=n_b)
     rate_c = k_c / n_c if n_c else None
     rate_b = k_b / n_b if n_b else None
-    guard = None
-    breached = rate_c is not None and rate_b is not None and rate_c > gate.rate_above
+    over = rate_c is not None and rate_b is not None and rate_c > gate.rate_above
     detail = ""
-    if breached and rate_b is not None and rate_b >= gate.control_rate_below:
-        breached, detail = False, "the control fails schema validation too: not the candidate's regression"
-    alpha = _alpha(gate)
-    cum = _since_release(arms.candidate, arms, now_ms)
-    if breached and alpha is not None and cum is not None:
-        guard = rate_above(cum.schema_failed, cum.schema_checked, gate.rate_above, alpha)
-        breached = guard.significant
+    if over and rate_b is not None and rate_b >= gate.control_rate_below:
+        over, detail = False, "the control fails schema validation too: not the candidate's regression"
+    # The null is the ticket's: the candidate's rate is at most rate_above.
+    guard = _detect(gate, arms, now_ms, _schema_counts, gate.rate_above, rate_c)
+    breached, suspect = _confirm(over, guard)
     return _result(
         gate,
         "schema_failure_rate",
@@ -167,6 +271,7 @@ def _schema(gate: SchemaFailureGate, arms: Arms, now_ms: int) -> GateResult:
         _evidence(arms.candidate, "schema_failure"),
         guard,
         detail,
+        suspect,
     )
 
 
@@ -176,13 +281,12 @@ def _reviews(gate: ReviewRejectionGate, arms: Arms, now_ms: int) -> GateResult:
     needed = _needed(gate.min_samples, candidate=n_c, control=n_b)
     rate_c = k_c / n_c if n_c else None
     rate_b = k_b / n_b if n_b else None
-    breached = rate_c is not None and rate_b is not None and rate_c - rate_b >= gate.worse_by_at_least
-    guard = None
-    alpha = _alpha(gate)
-    cum_c, cum_b = _since_release(arms.candidate, arms, now_ms), _since_release(arms.control, arms, now_ms)
-    if breached and alpha is not None and cum_c is not None and cum_b is not None:
-        guard = difference_above(cum_c.rejected, cum_c.reviews, cum_b.rejected, cum_b.reviews, alpha=alpha)
-        breached = guard.significant
+    over = rate_c is not None and rate_b is not None and rate_c - rate_b >= gate.worse_by_at_least
+    # The null is the ticket's: the candidate is at most worse_by_at_least worse than the control.
+    ucb = _control_ucb(arms.control, now_ms, _review_counts)
+    p0 = None if ucb is None else ucb + gate.worse_by_at_least
+    guard = _detect(gate, arms, now_ms, _review_counts, p0, rate_c)
+    breached, suspect = _confirm(over, guard)
     threshold = None if rate_b is None else rate_b + gate.worse_by_at_least
     return _result(
         gate,
@@ -196,6 +300,7 @@ def _reviews(gate: ReviewRejectionGate, arms: Arms, now_ms: int) -> GateResult:
         needed,
         _evidence(arms.candidate, "rejected_review"),
         guard,
+        suspect=suspect,
     )
 
 
@@ -207,16 +312,12 @@ def _safety(gate: SafetyBlocksGate, arms: Arms, now_ms: int) -> GateResult:
     rate_b = k_b / n_b if n_b else None
     floor = gate.control_rate_floor if gate.control_rate_floor is not None else 1 / gate.window_requests
     threshold = None if rate_b is None else gate.multiplier_at_least * max(rate_b, floor)
-    breached = rate_c is not None and threshold is not None and rate_c >= threshold
-    guard = None
-    alpha = _alpha(gate)
-    cum_c, cum_b = _since_release(arms.candidate, arms, now_ms), _since_release(arms.control, arms, now_ms)
-    if breached and alpha is not None and cum_c is not None and cum_b is not None:
-        # Blocks are rare: tune the mixture to effects of about one point, not five.
-        guard = difference_above(
-            cum_c.safety_blocked, cum_c.calls, cum_b.safety_blocked, cum_b.calls, alpha=alpha, tau=0.01
-        )
-        breached = guard.significant
+    over = rate_c is not None and threshold is not None and rate_c >= threshold
+    # The null is the ticket's: the candidate blocks less than multiplier_at_least x the control (floored).
+    ucb = _control_ucb(arms.control, now_ms, _block_counts)
+    p0 = None if ucb is None else gate.multiplier_at_least * max(ucb, floor)
+    guard = _detect(gate, arms, now_ms, _block_counts, p0, rate_c)
+    breached, suspect = _confirm(over, guard)
     return _result(
         gate,
         "safety_block_rate",
@@ -229,6 +330,7 @@ def _safety(gate: SafetyBlocksGate, arms: Arms, now_ms: int) -> GateResult:
         needed,
         _evidence(arms.candidate, "safety_block"),
         guard,
+        suspect=suspect,
     )
 
 
@@ -337,14 +439,8 @@ def _threshold(gate: ThresholdGate, arms: Arms, now_ms: int) -> GateResult:
     def crosses(value: float | None) -> bool:
         return value is not None and (value > gate.value if above else value < gate.value)
 
-    breached = crosses(observed)
-    guard = None
-    alpha = _alpha(gate)
-    guarded = gate.metric == "error_rate" and above and 0 < gate.value < 1
-    cum = _since_release(cand, arms, now_ms)
-    if breached and alpha is not None and guarded and cum is not None:
-        guard = rate_above(cum.errors, cum.calls, gate.value, alpha)
-        breached = guard.significant
+    guard = _detect(gate, arms, now_ms, _error_counts, gate.value, observed if gate.metric == "error_rate" else None)
+    breached, suspect = _confirm(crosses(observed), guard)
     detail = "the control breaches this limit too" if breached and crosses(control) else ""
     kinds: tuple[EvidenceKind, ...] = ("error", "timeout") if gate.metric == "error_rate" else ()
     return _result(
@@ -360,6 +456,7 @@ def _threshold(gate: ThresholdGate, arms: Arms, now_ms: int) -> GateResult:
         _evidence(cand, *kinds),
         guard,
         detail,
+        suspect,
     )
 
 

@@ -1,15 +1,18 @@
 """What a gate says when it is evaluated, and the decisions the judge derives from it.
 
-A gate never passes silently on no data. It reports one of three states, and for
-``insufficient`` it also reports how many more samples each arm needs, so the status
-page can say "waiting for 140 more candidate calls" instead of showing green.
+A gate never passes silently on no data, nor while it is over its threshold. It reports
+one of four states: ``healthy``; ``suspect`` (the window is over the threshold, the
+change detector does not have the evidence yet: it shows how much it has and about how
+many more calls would confirm it); ``breached`` (confirmed); and ``insufficient``
+(insufficient evidence: too few samples, with how many more each arm needs), so the
+status page can say "waiting for 140 more candidate calls" instead of showing green.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 from rollwatch.commands import RollbackCommand
 from rollwatch.gates.sequential import GuardVerdict
@@ -24,9 +27,13 @@ __all__ = [
     "GateReading",
     "GateResult",
     "GateState",
+    "STATES",
+    "evidence_text",
+    "gate_json",
 ]
 
-GateState: TypeAlias = Literal["breached", "healthy", "insufficient"]
+GateState: TypeAlias = Literal["breached", "suspect", "healthy", "insufficient"]
+STATES: Final[tuple[GateState, ...]] = ("breached", "suspect", "healthy", "insufficient")
 DecisionKind: TypeAlias = Literal["rollback", "promote", "hold", "escalate"]
 
 
@@ -76,6 +83,50 @@ class GateResult:
     @property
     def breached(self) -> bool:
         return self.state == "breached"
+
+
+def _evidence_json(result: GateResult) -> dict[str, Any] | None:
+    guard = result.guard
+    if guard is None:
+        return None
+    return {
+        "log_e": round(guard.log_lr, 3) if guard.log_lr > -1e8 else None,
+        "log_e_needed": None if guard.log_threshold is None else round(guard.log_threshold, 3),
+        "confirmed": guard.significant,
+        "more_calls": guard.more_needed,
+    }
+
+
+def evidence_text(result: GateResult) -> str:
+    """The detector's evidence in words: "evidence 4.1 of 11.2 (log e), ~230 more calls"; "" without one."""
+    guard = result.guard
+    if guard is None or guard.log_threshold is None:
+        return ""
+    have = max(guard.log_lr, 0.0)
+    text = f"evidence {have:.1f} of {guard.log_threshold:.1f} (log e)"
+    if result.state == "suspect":
+        more = f"~{guard.more_needed:,} more calls" if guard.more_needed is not None else "no estimate of calls yet"
+        text += f", {more}"
+    return text
+
+
+def gate_json(result: GateResult) -> dict[str, Any]:
+    """A gate result as the status endpoint and ``replay --json`` print it."""
+    return {
+        "gate": result.gate,
+        "segment": result.segment,
+        "kind": result.kind,
+        "state": result.state,
+        "metric": result.metric,
+        "observed": result.observed,
+        "threshold": result.threshold,
+        "control": result.control,
+        "window": result.window,
+        "samples": dict(result.samples),
+        "needed": dict(result.needed),
+        "evidence": _evidence_json(result),
+        "detail": result.detail,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,4 +181,4 @@ class GateReading:
     metric: str
     value: float | None
     threshold: float | None
-    state: str  # "breached" | "healthy" | "insufficient"
+    state: str  # one of STATES

@@ -10,6 +10,12 @@ gate is checked. They are written out here rather than taken from a library beca
 none of the well-kept ones (scipy, statsmodels, river) ships an always-valid test.
 They are a few lines of closed-form maths over counts.
 
+The gates no longer run these over the counts since the release started: a test of
+everything since the start is diluted by every healthy call before a change, so a
+regression two hours into a release took over an hour to confirm. Gates now run the
+change detector of :mod:`rollwatch.gates.detector`, which restarts its evidence at every
+possible onset. These tests remain for one-shot questions: "is this whole sample above p0?".
+
 - :func:`rate_above`: one proportion, H0: p <= p0, with a Beta mixture over p > p0.
   This is exact for Bernoulli data; no normal approximation is needed, which matters
   for rare events such as a 1% schema-failure rate.
@@ -31,17 +37,23 @@ __all__ = ["GuardVerdict", "difference_above", "rate_above"]
 class GuardVerdict:
     """Whether the evidence is strong enough, and the statistic behind it.
 
-    ``log_lr`` is the log of the mixture likelihood ratio; the guard passes when it
-    reaches ``log(1/alpha)``. ``p_value`` is the always-valid p-value ``min(1, 1/Λ)``.
+    ``log_lr`` is the log of the mixture likelihood ratio (for a change detector, of its
+    e-detector statistic); the guard passes when it reaches ``log_threshold`` (for the
+    tests here ``log(1/alpha)``). ``p_value`` is ``min(1, 1/Λ)``. ``more_needed`` is, for
+    a gate whose window is over its threshold without enough evidence yet, about how many
+    more observations at the window's rate would confirm it.
     """
 
     significant: bool
     log_lr: float
     p_value: float
+    log_threshold: float | None = None
+    more_needed: int | None = None
 
 
 def _verdict(log_lr: float, alpha: float) -> GuardVerdict:
-    return GuardVerdict(log_lr >= math.log(1 / alpha), log_lr, min(1.0, math.exp(-log_lr)))
+    level = math.log(1 / alpha)
+    return GuardVerdict(log_lr >= level, log_lr, min(1.0, math.exp(-log_lr)), level)
 
 
 def _log_beta(a: float, b: float) -> float:

@@ -7,7 +7,8 @@ as ``PROVIDER_CONFIGURATION_CHANGED`` events the moment the cache changes.
 The evaluation context names the scope: attribute ``workflow`` (or the provider's
 ``default_workflow``) and optionally ``segment``. One computed flag is added:
 ``ai.rollout.canary`` (boolean) says whether the context's ``targeting_key`` falls in
-the canary at the current ``ai.rollout.percent``, by the gateway's own sticky hash.
+the canary at the current ``ai.rollout.percent``, by the ticket's bucketing scheme
+(:mod:`rollwatch.gateway.bucketing`).
 Resolution never raises: a problem returns the caller's default with an error code,
 as OpenFeature expects.
 """
@@ -23,8 +24,8 @@ from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import FlagResolutionDetails, FlagValueType, Reason
 from openfeature.provider import AbstractProvider, Metadata
 
+from rollwatch.gateway.bucketing import DEFAULT_BUCKETING, Bucketing, in_canary
 from rollwatch.gateway.cache import FlagCache
-from rollwatch.gateway.routing import in_canary
 
 __all__ = ["CANARY_FLAG", "RollwatchProvider"]
 
@@ -46,12 +47,14 @@ class RollwatchProvider(AbstractProvider):
         default_workflow: str | None = None,
         workflow_attribute: str = "workflow",
         segment_attribute: str = "segment",
+        bucketing: Bucketing = DEFAULT_BUCKETING,
     ) -> None:
         super().__init__()
         self.cache = cache
         self.default_workflow = default_workflow
         self.workflow_attribute = workflow_attribute
         self.segment_attribute = segment_attribute
+        self.bucketing: Bucketing = bucketing
         self._unsubscribe = cache.subscribe(self._changed)
 
     def get_metadata(self) -> Metadata:
@@ -90,7 +93,11 @@ class RollwatchProvider(AbstractProvider):
                     default, ErrorCode.TARGETING_KEY_MISSING, "needs a targeting_key", Reason.ERROR
                 )
             percent = flags.get("ai.rollout.percent", 0.0)
-            value: Any = in_canary(workflow, context.targeting_key, float(percent) if _is_number(percent) else 0.0)
+            ticket = self.cache.ticket(workflow)
+            scheme = ticket.canary.bucketing if ticket is not None else self.bucketing
+            value: Any = in_canary(
+                workflow, context.targeting_key, float(percent) if _is_number(percent) else 0.0, scheme
+            )
             reason = Reason.SPLIT
         elif key in flags:
             value = flags[key]

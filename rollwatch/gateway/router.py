@@ -146,7 +146,8 @@ class Gateway:
             raise UnknownWorkflow(f"no routes configured for workflow {workflow!r}")
         ticket = self.cache.ticket(workflow)
         control_prompt = ticket.control.prompt_version if ticket is not None else None
-        decision = decide(routes, self.cache.flags(workflow, segment), user_key, segment, control_prompt)
+        scheme = ticket.canary.bucketing if ticket is not None else None
+        decision = decide(routes, self.cache.flags(workflow, segment), user_key, segment, control_prompt, scheme)
         if decision.unknown_route is not None:
             log.warning(
                 "workflow %r: flag names route %r, unknown here; serving blue", workflow, decision.unknown_route

@@ -10,8 +10,10 @@ How the six flags map onto seed 2's patterns, consistently with the release tick
   of users on green, so 0 and 100 swap all traffic at once, and a rollback that sets
   ``ai.route.provider`` back to the control route (or the percent to 0) puts
   everyone back on blue without a deploy.
-- **Canary.** Users are bucketed by a hash of (workflow, user key) into 10,000 buckets;
-  a user is on green when their bucket is below ``percent × 100``. The hash is stable,
+- **Canary.** Users are bucketed by :mod:`rollwatch.gateway.bucketing` (SHA-256 of
+  workflow and user key into 10,000 buckets, or the seed's MD5 scheme when the ticket's
+  ``canary.bucketing`` says so); a user is on green when their bucket is below
+  ``percent × 100`` rounded half up. The hash is stable,
   so a user keeps their arm across requests and gateways, and raising the percent only
   adds users (nobody flips back and forth while a canary grows).
 - A request is ``candidate`` when it runs green *and* green differs from blue; after
@@ -24,30 +26,14 @@ How the six flags map onto seed 2's patterns, consistently with the release tick
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
 
 from rollwatch.flagstore.state import FlagValue
+from rollwatch.gateway.bucketing import BUCKETS, DEFAULT_BUCKETING, Bucketing, basis_points, bucket, in_canary
 from rollwatch.gateway.providers import Arm, RouteSpec
 
 __all__ = ["BUCKETS", "RouteDecision", "WorkflowRoutes", "bucket", "decide", "in_canary"]
-
-BUCKETS: Final = 10_000
-"""Canary resolution: 0.01% of users."""
-
-
-def bucket(workflow: str, user_key: str) -> int:
-    """The user's stable bucket in ``[0, BUCKETS)``; salted by workflow so canaries of different
-    workflows do not always pick the same users."""
-    digest = hashlib.blake2b(f"{workflow}\x1f{user_key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % BUCKETS
-
-
-def in_canary(workflow: str, user_key: str, percent: float) -> bool:
-    return bucket(workflow, user_key) < round(percent * BUCKETS / 100)
-
 
 @dataclass(frozen=True, slots=True)
 class WorkflowRoutes:
@@ -58,6 +44,8 @@ class WorkflowRoutes:
     others: tuple[RouteSpec, ...] = ()
     shadow: bool = False
     """Also run the other slot on every request, off the response path (seed 2, pattern 3)."""
+    bucketing: Bucketing = DEFAULT_BUCKETING
+    """How users are split between blue and green when no ticket is in force (else the ticket's)."""
 
     def route(self, name: str) -> RouteSpec | None:
         if name == self.blue.name:
@@ -95,8 +83,10 @@ def decide(
     user_key: str,
     segment: str | None = None,
     control_prompt: str | None = None,
+    bucketing: Bucketing | None = None,
 ) -> RouteDecision:
-    """The decision for one request; ``control_prompt`` is blue's prompt when its route names none."""
+    """The decision for one request; ``control_prompt`` is blue's prompt when its route names none,
+    ``bucketing`` the ticket's ``canary.bucketing`` (``routes.bucketing`` without a ticket)."""
     blue = routes.blue
     percent_value = flags.get("ai.rollout.percent", 0.0)
     percent = (
@@ -106,12 +96,12 @@ def decide(
     green = routes.route(green_name)
     unknown = None if green is not None else green_name
     blue_prompt = blue.prompt_version or control_prompt or _text(flags, "ai.prompt.version", None)
-    user_bucket = bucket(routes.workflow, user_key)
+    user_bucket = bucket(routes.workflow, user_key, bucketing or routes.bucketing)
     if green is None:
         green, green_prompt, on_green = blue, blue_prompt, False
     else:
         green_prompt = _text(flags, "ai.prompt.version", None) or green.prompt_version or blue_prompt
-        on_green = user_bucket < round(percent * BUCKETS / 100)
+        on_green = user_bucket < basis_points(percent)
     differs = green is not blue or green_prompt != blue_prompt
     route, prompt = (green, green_prompt) if on_green else (blue, blue_prompt)
     arm: Arm = "candidate" if on_green and differs else "control"

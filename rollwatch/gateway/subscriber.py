@@ -34,7 +34,14 @@ from rollwatch.errors import ContractError
 from rollwatch.flagstore.errors import StateFormatError
 from rollwatch.flagstore.service import sent_at
 from rollwatch.flagstore.state import decode_state
-from rollwatch.flagstore.topics import ResetWatch, close_clients, make_consumer, partitions_of, read_to_end
+from rollwatch.flagstore.topics import (
+    ResetWatch,
+    close_clients,
+    getmany_skipping,
+    make_consumer,
+    partitions_of,
+    read_to_end,
+)
 from rollwatch.flagstore.verify import CommandChecker, Refusal
 from rollwatch.gateway.cache import FlagCache
 from rollwatch.kafka import make_producer
@@ -86,6 +93,7 @@ class ControlSubscriber:
             "merged": 0,
             "tickets_refused": 0,
             "flags_refused": 0,
+            "undecodable": 0,
         }
         self.last_refusal: Refusal | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -142,6 +150,11 @@ class ControlSubscriber:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    def _skipped(self, tp: TopicPartition, offset: int, exc: BaseException) -> None:
+        """A batch nobody can decode: counted and stepped over, so one producer cannot freeze the flags."""
+        self.counts["undecodable"] += 1
+        log.error("gateway %s: skipped undecodable %s[%d]@%d: %s", self.name, tp.topic, tp.partition, offset, exc)
+
     async def _run(self) -> None:
         assert self._consumer is not None
         consumer = self._consumer
@@ -151,7 +164,9 @@ class ControlSubscriber:
         await watch.check()
         while True:
             try:
-                batches = await consumer.getmany(timeout_ms=200)
+                batches = await getmany_skipping(
+                    consumer, self._releases + self._control + self._flags, 200, self._skipped
+                )
             except KafkaError:
                 log.exception("gateway %s: fetch failed; retrying", self.name)
                 await asyncio.sleep(0.5)

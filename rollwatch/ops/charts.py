@@ -33,6 +33,7 @@ COLOURS: Final = {
     "control": "#1f77b4",
     "threshold": "#444444",
     "breached": "#fbd5d5",
+    "suspect": "#fff1c2",
     "insufficient": "#eeeeee",
     "rollback": "#b10000",
     "escalate": "#e67e00",
@@ -71,6 +72,18 @@ class GateSeries:
     @property
     def final_state(self) -> str:
         return self.states[-1] if self.states else "insufficient"
+
+    def turns(self) -> list[tuple[int, str]]:
+        """When the gate turned ``suspect`` and when it was ``confirmed`` (turned breached), in order."""
+        out: list[tuple[int, str]] = []
+        previous = ""
+        for at_ms, state in zip(self.times, self.states, strict=True):
+            if state == "suspect" and previous not in ("suspect", "breached"):
+                out.append((at_ms, "suspect"))
+            elif state == "breached" and previous != "breached":
+                out.append((at_ms, "confirmed"))
+            previous = state
+        return out
 
 
 def _finite(value: float | None) -> float | None:
@@ -223,7 +236,14 @@ def svg_gate_chart(series: GateSeries, t0: int, t1: int, height: int = 250) -> s
         f"<title>{escape(title)}</title>",
         f'<rect x="0" y="0" width="{_W}" height="{height}" fill="#ffffff"/>',
         *_bands(frame, series, "insufficient"),
+        *_bands(frame, series, "suspect"),
         *_bands(frame, series, "breached"),
+        *(
+            f'<line class="turn {what}" data-at-ms="{at}" x1="{frame.x(at):.1f}" y1="{frame.top}" '
+            f'x2="{frame.x(at):.1f}" y2="{frame.bottom}" stroke="#7a5300" stroke-dasharray="2 3">'
+            f"<title>{what}</title></line>"
+            for at, what in series.turns()
+        ),
     ]
     for tick in ticks:
         y = frame.y(tick)

@@ -43,9 +43,21 @@ def write_png(path: Path, title: str, series: Sequence[GateSeries], markers: Seq
     for ax, s in zip(axes, series, strict=False):
         times = _times(s.times)
         for i, state in enumerate(s.states):
-            if state == "breached":
+            if state in ("breached", "suspect"):
                 end = times[i + 1] if i + 1 < len(times) else times[i]
-                ax.axvspan(times[i], end, color=COLOURS["breached"], linewidth=0)
+                ax.axvspan(times[i], end, color=COLOURS[state], linewidth=0)
+        for at_ms, what in s.turns():
+            when = datetime.fromtimestamp(at_ms / 1000, UTC)
+            ax.axvline(when, color="#7a5300", linestyle=":", linewidth=1.2)
+            ax.annotate(
+                what,
+                (when, 0.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, 4),
+                textcoords="offset points",
+                fontsize=7,
+                color="#7a5300",
+            )
         ax.plot(
             times, _values(s.threshold), color=COLOURS["threshold"], linestyle="--", linewidth=1.2, label="threshold"
         )

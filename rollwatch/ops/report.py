@@ -33,7 +33,7 @@ th, td { border-bottom: 1px solid #ddd; padding: 4px 6px; text-align: left; vert
 th { background: #f0f0f0; } table.decisions td:first-child { white-space: nowrap; }
 .state { font-weight: 600; padding: 0 6px; border-radius: 3px; }
 .state.breached { background: #fbd5d5; color: #8a0000; } .state.healthy { background: #d9f2dd; color: #135c22; }
-.state.insufficient { background: #eee; color: #555; }
+.state.insufficient { background: #eee; color: #555; } .state.suspect { background: #fff1c2; color: #7a5300; }
 .legend span { display: inline-block; margin-right: 14px; } .legend i { display: inline-block; width: 22px;
   height: 0; border-top: 3px solid; vertical-align: middle; margin-right: 4px; }
 svg { display: block; margin: 4px 0 10px; border: 1px solid #e3e3e3; max-width: 100%; height: auto; }
@@ -62,6 +62,8 @@ def _legend() -> str:
     spans = "".join(f'<span><i style="border-top-color:{c};border-top-style:{s}"></i>{n}</span>' for c, s, n in items)
     return (
         f'<p class="legend">{spans}<span><i style="border-top:10px solid {COLOURS["breached"]}"></i>breached</span>'
+        f'<span><i style="border-top:10px solid {COLOURS["suspect"]}"></i>suspect: over the threshold, '
+        "evidence not yet enough (dotted lines: turned suspect, confirmed)</span>"
         f'<span><i style="border-top:10px solid {COLOURS["insufficient"]}"></i>not enough samples</span></p>'
     )
 

@@ -30,8 +30,20 @@ from rollwatch.ops.errors import StatusError
 
 __all__ = ["LastDecision", "StatusReport", "WorkflowView", "collect_status", "fetch_status", "render_status"]
 
-_STATE_COLOURS: Final = {"breached": "red", "healthy": "green", "insufficient": "yellow"}
+_STATE_COLOURS: Final = {"breached": "red", "suspect": "magenta", "healthy": "green", "insufficient": "yellow"}
 _ANSI: Final = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _evidence(evidence: Any, state: str) -> str:
+    """The change detector's evidence (log e-value) against what confirms a breach; "-" for gates without one."""
+    if not isinstance(evidence, dict) or evidence.get("log_e_needed") is None:
+        return "-"
+    have = max(float(evidence.get("log_e") or 0.0), 0.0)
+    text = f"{have:.1f}/{float(evidence['log_e_needed']):.1f}"
+    more = evidence.get("more_calls")
+    if state == "suspect" and more is not None:
+        text += f" (~{int(more):,} more calls)"
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +196,7 @@ def render_status(report: StatusReport, *, color: bool = False) -> str:
             decision,
         ]
         out.extend(_table([head, row]))
-        gates = [["GATE", "STATE", "CANDIDATE", "THRESHOLD", "CONTROL", "WINDOW", "SAMPLES / NEEDED"]]
+        gates = [["GATE", "STATE", "CANDIDATE", "THRESHOLD", "CONTROL", "WINDOW", "SAMPLES / NEEDED", "EVIDENCE"]]
         for gate in engine.get("gates") or ():
             state = str(gate.get("state"))
             samples = ", ".join(f"{arm} {n}" for arm, n in (gate.get("samples") or {}).items())
@@ -198,6 +210,7 @@ def render_status(report: StatusReport, *, color: bool = False) -> str:
                     _value(gate.get("control")),
                     str(gate.get("window") or "-"),
                     samples + (f" (needs {needed})" if needed else ""),
+                    _evidence(gate.get("evidence"), state),
                 ]
             )
         if len(gates) > 1:

@@ -182,6 +182,8 @@ class Canary(StrictModel):
     promotion: Promotion
     hold: Duration
     release_window: PositiveDuration
+    bucketing: Literal["sha256", "md5-seed"] = "sha256"
+    """How gateways split users (rollwatch.gateway.bucketing): salted SHA-256, or the seed's md5 % 100."""
 
 
 class Estimates(StrictModel):

@@ -11,6 +11,7 @@ import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from rollwatch.flagstore.service import FlagStore
 from rollwatch.kafka import ensure_topics
 from rollwatch.settings import Settings
 from rollwatch.tickets import Ticket
@@ -62,3 +63,14 @@ async def redis_client(control_settings: Settings) -> AsyncIterator[Redis]:
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+@pytest.fixture
+async def store(topics: Settings) -> AsyncIterator[FlagStore]:
+    """A running flag store without Redis (test modules that need Redis define their own)."""
+    flag_store = FlagStore(topics)
+    await flag_store.start()
+    try:
+        yield flag_store
+    finally:
+        await flag_store.stop()

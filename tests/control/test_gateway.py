@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -285,3 +286,16 @@ async def test_timeouts_fall_through_and_cancellation_is_not_swallowed(ticket: T
     with pytest.raises(asyncio.CancelledError):
         await task
     assert len(backup.requests) == calls  # a cancelled request does not fall through to the next provider
+
+
+async def test_a_ticket_choosing_the_seeds_md5_bucketing_routes_by_md5_user_id_mod_100(
+    ticket: Ticket, stable: Recorder, candidate: Recorder
+) -> None:
+    seed_ticket = ticket.model_copy(update={"canary": ticket.canary.model_copy(update={"bucketing": "md5-seed"})})
+    gateway, _ = make_gateway(seed_ticket, stable, candidate)
+    percent = seed_ticket.canary.start_percent
+    for i in range(200):
+        user = f"user-{i}"
+        on_canary = int(hashlib.md5(user.encode()).hexdigest(), 16) % 100 < percent  # the seed's rule, verbatim
+        decision = gateway.decide(WF, user)
+        assert decision.arm == ("candidate" if on_canary else "control"), user

@@ -103,6 +103,15 @@ DOCUMENTS: list[tuple[str, dict[str, Any]]] = [
             "last_command_id": "cmd-0b1c2d3e4f5a6b7c",
             "updated_at": "2026-12-06T10:15:30.200000Z",
             "applied": ["cmd-1", "cmd-0b1c2d3e4f5a6b7c"],
+            "in_force": {
+                "flags": {"ai.route.provider": "support-summary/stable", "ai.route.mode": "sync",
+                          "ai.prompt.version": "support-summary-v14", "ai.tools.enabled": True,
+                          "ai.action.mode": "auto", "ai.rollout.percent": 0.0},
+                "segments": {"enterprise": {"ai.route.provider": "support-summary/stable", "ai.route.mode": "sync",
+                                            "ai.prompt.version": "support-summary-v14", "ai.tools.enabled": True,
+                                            "ai.action.mode": "draft", "ai.rollout.percent": 0.0}},
+            },
+            "ticket": {"ticket": "REL-2041", "revision": 3, "bucketing": "sha256"},
         },
     ),
 ]  # fmt: skip

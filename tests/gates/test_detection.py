@@ -58,3 +58,44 @@ def test_provider_outage_does_not_trip_relative_gates(ticket: Ticket) -> None:
     decisions = run(ticket, "provider_outage", seed=5)
     relative = {"json-failures", "review-rejections", "safety-blocks", "p95-latency"}
     assert not relative & {gate for gate, _, _ in decisions}, decisions
+
+
+# Rates of the synthetic traffic (rollwatch/synth.py) before and after the onset, and what the
+# example ticket allows: the null each guarded gate's detector tests (control-relative nulls
+# at the control's rate plus the ticket's margin, or times its multiplier).
+MID_RELEASE = {
+    # regression: (gate, rate after, null, candidate observations per second)
+    "schema": ("json-failures", 0.06, 0.01, 1.5),
+    "reviews": ("review-rejections", 0.23, 0.08 + 0.05, 0.75),
+    "safety": ("safety-blocks", 0.03, 2 * 0.002, 1.5),
+    "errors": ("error-rate", 0.12, 0.05, 1.5),
+}
+
+
+@pytest.mark.parametrize("regression", sorted(MID_RELEASE))
+def test_a_regression_two_hours_in_is_caught_within_its_bound_budget(ticket: Ticket, regression: Regression) -> None:
+    import math
+
+    from rollwatch.gates.detector import info_bound
+    from rollwatch.gates.evaluate import detector_bank
+    from rollwatch.tickets.gates import MsprtGuard
+
+    gate, after, null, per_second = MID_RELEASE[regression]
+    guarded = ticket.gate(gate).model_copy(update={"guard": MsprtGuard(method="msprt", alpha=0.01)})
+    ticket = ticket.model_copy(update={"gates": tuple(guarded if g.name == gate else g for g in ticket.gates)})
+    bank = detector_bank(ticket)
+    log_a = bank.log_a(per_segment=ticket.gate(gate).by_segment)
+    # The information bound for alpha, scaled by what the release-wide guarantee costs
+    # (log A over log 1/alpha), with half again for noise and the control's confidence margin,
+    # plus two minutes of judging grid.
+    calls = info_bound(after, null, bank.alpha) * log_a / math.log(1 / bank.alpha) * 1.5
+    budget_ms = calls / per_second * 1000 + 2 * 60_000
+    traffic = Traffic(
+        regression=regression, seed=17, duration_ms=2 * HOUR + HOUR // 2, onset_ms=2 * HOUR,
+        calls_per_second=5, candidate_share=0.3,
+    )  # fmt: skip
+    report = replay_events(ticket, [list(generate(traffic))])
+    onset = traffic.start_ms + traffic.onset_ms
+    fired = [e.at_ms - onset for e in report.timeline if e.decision.gate == gate and e.decision.kind != "promote"]
+    assert fired, f"{gate} never fired"
+    assert 0 <= fired[0] <= budget_ms, (fired[0], budget_ms)

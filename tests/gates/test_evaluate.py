@@ -45,8 +45,11 @@ def test_schema_calls_without_a_verdict_do_not_count(ticket: Ticket, traffic: Tr
 def test_schema_guard_asks_for_evidence(ticket: Ticket, traffic: Traffic) -> None:
     traffic.calls("control", 200).calls("candidate", 197).calls("candidate", 3, schema_valid=False)
     result = evaluate_gate(ticket.gate("json-failures"), traffic.arms(ticket), traffic.now + 1)
-    assert result.state == "healthy" and result.guard is not None and not result.guard.significant
-    traffic.calls("candidate", 9, schema_valid=False)
+    # 1.5% is over the 1% threshold, but 3 failures in 200 calls are not evidence: suspect, not breached.
+    assert result.state == "suspect" and result.guard is not None and not result.guard.significant
+    assert result.guard.more_needed is not None and result.guard.more_needed > 0
+    assert [e.kind for e in result.evidence] == ["schema_failure"] * 3
+    traffic.calls("candidate", 20, schema_valid=False)
     assert gate_state(ticket, traffic, "json-failures")[0] == "breached"
 
 
@@ -69,8 +72,8 @@ def test_review_boundary_without_guard(ticket: Ticket, traffic: Traffic) -> None
 
 def test_review_guard_wants_evidence_not_just_the_literal_gap(ticket: Ticket, traffic: Traffic) -> None:
     traffic.reviews("control", 190, 10).reviews("candidate", 180, 20)
-    assert gate_state(ticket, traffic, "review-rejections")[0] == "healthy"
-    traffic.reviews("candidate", 0, 40)
+    assert gate_state(ticket, traffic, "review-rejections")[0] == "suspect"
+    traffic.reviews("candidate", 0, 100)
     assert gate_state(ticket, traffic, "review-rejections")[0] == "breached"
 
 
@@ -98,7 +101,7 @@ def test_safety_boundary_without_guard(ticket: Ticket, traffic: Traffic) -> None
 def test_safety_zero_control_blocks_use_the_floor(ticket: Ticket, traffic: Traffic) -> None:
     traffic.calls("control", 500).calls("candidate", 499).calls("candidate", 1, safety_blocked=True)
     assert gate_state(ticket, traffic, "safety-blocks", no_guard=True)[0] == "breached"  # 0.2% >= 2 x 0.1% floor
-    assert gate_state(ticket, traffic, "safety-blocks")[0] == "healthy"  # one block is no evidence
+    assert gate_state(ticket, traffic, "safety-blocks")[0] == "suspect"  # one block is no evidence
 
 
 def test_safety_provider_wide(ticket: Ticket, traffic: Traffic) -> None:

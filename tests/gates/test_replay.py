@@ -74,4 +74,29 @@ def test_replay_cli_prints_a_timeline_and_json(tmp_path: Path) -> None:
     data = orjson.loads(as_json.output)
     assert data["timeline"][0]["gate"] == "json-failures"
     assert data["timeline"][0]["result"]["state"] == "breached"
+    evidence = data["timeline"][0]["result"]["evidence"]
+    assert evidence["confirmed"] is True and evidence["log_e"] >= evidence["log_e_needed"] > 0
+    assert "evidence " in text.output and "(log e)" in text.output
     assert {g["gate"] for g in data["final"]} >= {"json-failures", "p95-latency"}
+
+
+def test_control_only_history_costs_no_judgments(ticket: Ticket) -> None:
+    """A day of sparse control history before the release: judged from the candidate's first event on."""
+    from rollwatch.replay import replay_events
+
+    release = Traffic(
+        regression="schema", seed=5, duration_ms=2 * HOUR, onset_ms=HOUR, calls_per_second=5, candidate_share=0.3
+    )
+    history = Traffic(
+        seed=6, start_ms=release.start_ms - 24 * HOUR, duration_ms=24 * HOUR, calls_per_second=1 / 60,
+        candidate_share=0.0,
+    )  # fmt: skip
+    events = [*generate(history), *generate(release)]
+    first_candidate = min(e.ts_ms for e in events if e.route == release.candidate_route)
+    report = replay_events(ticket, [events], keep_samples=True)
+    judged = [at for at, _ in report.samples]
+    # Every judgment comes after the candidate's first event; the day before costs none (it would cost 1,440).
+    assert judged and min(judged) > first_candidate
+    assert len(judged) <= 2 * 60 + 2
+    assert [(e.decision.kind, e.decision.gate) for e in report.timeline][:1] == [("rollback", "json-failures")]
+    assert report.timeline[0].at_ms > release.start_ms + release.onset_ms

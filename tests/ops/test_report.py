@@ -90,6 +90,10 @@ def test_the_replay_breaches_and_rolls_back(replayed: tuple[Ticket, ReplayReport
     assert len(json_failures.times) == len(report.samples) > 30
     assert json_failures.states[0] == "insufficient" and json_failures.final_state == "breached"
     assert [m.action for m in json_failures.markers] == ["restore_route_and_prompt"]
+    # Over the threshold before the evidence confirms it: the gate shows suspect first, never healthy then.
+    turns = json_failures.turns()
+    assert [what for _, what in turns][:2] == ["suspect", "confirmed"], turns
+    assert turns[0][0] < turns[1][0] == json_failures.markers[0].at_ms
 
 
 def test_html_report_renders_its_charts_in_headless_chromium(

@@ -5,6 +5,7 @@ control topic, and ``tail`` shows the command the worker issued."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import time
@@ -96,9 +97,12 @@ async def test_status_and_tail_show_a_worker_rolling_back(worker: tuple[str, Pat
         assert time.monotonic() < deadline, f"no command on the control topic: {tailed.stdout!r}"
         await asyncio.sleep(0.5)
     line = tailed.stdout.splitlines()[0]
-    assert (
-        "CMD  support-summary  restore_route_and_prompt  gate json-failures  schema_failure_rate 0.06 vs 0.01" in line
+    shown_rate = re.search(
+        r"CMD  support-summary  restore_route_and_prompt  gate json-failures  schema_failure_rate ([0-9.]+) vs 0.01",
+        line,
     )
+    # Confirmed by the change detector once the window is well over 1% (the traffic's candidate fails 10%).
+    assert shown_rate is not None and float(shown_rate.group(1)) > 0.02, line
     assert "by rollwatch-worker" in line and "REL-2041 r3" in line
 
     shown = run("status", "--worker", url)
@@ -115,6 +119,8 @@ async def test_status_and_tail_show_a_worker_rolling_back(worker: tuple[str, Pat
     gate = next(line for line in lines if line.strip().startswith("json-failures"))
     assert gate.split()[:5] == ["json-failures", "breached", "0.11", "0.01", "0"]
     assert "last 200 calls" in gate
+    log_e, needed = gate.split()[-1].split("/")  # the detector's evidence against what confirms a breach
+    assert float(log_e) >= float(needed) > 0
 
     doc = orjson.loads(run("status", "--worker", url, "--json").stdout)
     view = doc["workflows"][0]
