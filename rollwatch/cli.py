@@ -12,12 +12,14 @@ import signal
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
 
 from rollwatch import __version__
 from rollwatch.agents.cli import worker
 from rollwatch.console import run_app
 from rollwatch.flagstore.cli import drill_command, flagstore_command
+from rollwatch.ops import manual_cli
 from rollwatch.ops.cli import (
     record_command,
     status_command,
@@ -37,7 +39,7 @@ app = typer.Typer(
     name="rollwatch",
     help="Roll AI features back when a model change starts hurting users.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 topics_app = typer.Typer(help="Kafka topics rollwatch uses.", no_args_is_help=True)
@@ -56,6 +58,7 @@ app.command("traffic")(traffic_command)
 app.command("record")(record_command)
 ticket_app.command("publish")(ticket_publish_command)
 ticket_app.command("retire")(ticket_retire_command)
+manual_cli.register(app)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file (else $ROLLWATCH_CONFIG).")
@@ -111,10 +114,32 @@ def topics_create(config: ConfigOption = None) -> None:
         typer.echo(f"{role:<10} {name}{'  (created)' if name in created else ''}")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"rollwatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Roll AI features back when a model change starts hurting users."""
+
+
 @config_app.command("show")
-def config_show(config: ConfigOption = None) -> None:
+def config_show(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object, secrets masked.")] = False,
+) -> None:
     """Print the effective settings, secrets masked."""
     settings = _settings(config)
+    if as_json:
+        typer.echo(orjson.dumps(settings.model_dump(mode="json")).decode())
+        return
     for name, value in settings.model_dump().items():
         typer.echo(f"{name} = {value}")
 

@@ -27,11 +27,13 @@ from pydantic import (
 from typing_extensions import TypedDict
 
 from rollwatch.errors import ContractError
-from rollwatch.tickets.catalogue import ACTION_TYPES, ActionType
+from rollwatch.tickets.catalogue import ACTION_TYPES, ActionType, Role
 
 __all__ = [
     "ACTIONS",
     "FLAG_NAMES",
+    "MANUAL_ACTIONS",
+    "ManualAction",
     "Action",
     "AckStatus",
     "ControlAck",
@@ -65,12 +67,19 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
 Count = Annotated[int, BeforeValidator(_whole), Field(ge=0)]
 Timestamp = Annotated[AwareDatetime, PlainSerializer(rfc3339, return_type=str)]
 
-Action: TypeAlias = Literal[ActionType, "rollback", "promote", "drill", "drill_restore"]
+ManualAction: TypeAlias = Literal["abort", "pause", "resume", "undo"]
+"""Actions only a person issues (``rollwatch abort|pause|resume|undo``; see :mod:`rollwatch.ops.manual`)."""
+MANUAL_ACTIONS: tuple[str, ...] = ("abort", "pause", "resume", "undo")
+Action: TypeAlias = Literal[ActionType, "rollback", "promote", "drill", "drill_restore", ManualAction]
 """A ticket's action types, plus the ones only the control plane issues."""
-ACTIONS: tuple[str, ...] = (*ACTION_TYPES, "rollback", "promote", "drill", "drill_restore")
+ACTIONS: tuple[str, ...] = (*ACTION_TYPES, "rollback", "promote", "drill", "drill_restore", *MANUAL_ACTIONS)
 AckStatus: TypeAlias = Literal["applied", "refused", "duplicate"]
 
 Flags = TypedDict(
@@ -152,6 +161,11 @@ class RollbackCommand(_Record):
     ticket: TicketRef
     customer_message: CustomerMessage | None = None
     expires_at: Timestamp | None = None
+    # Written only when set, so commands without them keep the bytes (and signatures) of before.
+    acting_as: Role | None = Field(None, exclude_if=_absent)
+    """The ticket role a person acts in (``--as``); consumers count only that role's grant."""
+    approves: Id | None = Field(None, exclude_if=_absent)
+    """The id of the escalated decision a person's command carries out (``rollwatch approve``)."""
     signature: Signature | None = None
 
 

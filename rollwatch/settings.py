@@ -97,6 +97,15 @@ class Settings(BaseSettings):
     flagstore_host: str = Field("127.0.0.1", description="Where the flag store serves flags over HTTP.")
     flagstore_port: Port = Field(6067, description="The flag store's HTTP port (flags, audit, /metrics).")
     flagstore_audit_path: Path | None = Field(None, description="JSON-lines file the flag store appends audits to.")
+    notify_slack_webhooks: list[str] = Field(
+        default_factory=list,
+        description="Slack-compatible incoming webhooks told of rollbacks, escalations, manual commands.",
+    )
+    notify_json_webhooks: list[str] = Field(
+        default_factory=list, description="Webhooks given the same notices as a generic JSON body."
+    )
+    notify_retries: Annotated[int, Field(ge=1, le=20)] = Field(4, description="Attempts per notice and webhook.")
+    notify_timeout_s: Annotated[float, Field(gt=0)] = Field(5.0, description="Seconds per webhook attempt.")
 
     def topics(self) -> dict[str, str]:
         """Role -> topic name, for creating and listing them."""

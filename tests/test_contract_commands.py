@@ -86,6 +86,11 @@ VALID_COMMANDS = [
     change(COMMAND, "expires_at", "2026-11-23T11:15:00+00:00"),
     change(COMMAND, "signature", {"alg": "hmac-sha256", "key_id": "k1", "value": "abc"}),
     change(COMMAND, "evidence/attachments", ["parser_logs"]),
+    change(change(COMMAND, "action", "abort"), "acting_as", "incident_commander"),
+    change(change(COMMAND, "action", "undo"), "acting_as", None),
+    change(COMMAND, "approves", "worker-escalate-123"),
+    change(COMMAND, "action", "pause"),
+    change(COMMAND, "action", "resume"),
 ]
 INVALID_COMMANDS = [
     change(COMMAND, "command_id", ...),
@@ -111,6 +116,10 @@ INVALID_COMMANDS = [
     change(COMMAND, "issued_by", 7),
     change(COMMAND, "signature", {"alg": "md5", "key_id": "k", "value": "v"}),
     change(COMMAND, "extra", True),
+    change(COMMAND, "acting_as", "janitor"),
+    change(COMMAND, "acting_as", 3),
+    change(COMMAND, "approves", ""),
+    change(COMMAND, "action", "approve"),
 ]
 
 

@@ -51,13 +51,16 @@ from faust.sensors.monitor import Monitor
 from faust.types import TP
 
 from rollwatch.agents.changelog import ensure_changelog, guard_recovery
+from rollwatch.agents.control import ControlFeed, EscalationNotices, ManualCommands
 from rollwatch.agents.metrics import CONTENT_TYPE, Metrics
 from rollwatch.agents.options import DEFAULT_GROUP, WorkerOptions
 from rollwatch.agents.otlp import OtlpBridge
 from rollwatch.agents.pipeline import EXIT_FAIL_STOP, Pipeline, fail_stop, wall_ms
 from rollwatch.agents.ports import EngineFactory
+from rollwatch.agents.records import SourceRecord
 from rollwatch.agents.runtime import Runtime, Topics
 from rollwatch.agents.tickets import TicketFeed
+from rollwatch.notify import Notifier
 from rollwatch.settings import Settings
 from rollwatch.trust import keyring_from_settings
 
@@ -272,6 +275,9 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
 
     app.agent(telemetry, name=f"{options.group}.ingest")(ingest)
 
+    notifier = Notifier.from_settings(settings)
+    escalations = EscalationNotices(runtime, notifier) if notifier is not None else None
+
     async def judge() -> None:
         try:
             await pipeline.tick()
@@ -279,6 +285,8 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
             raise
         except BaseException as exc:
             fail_stop("judge tick failed to deliver", exc)
+        if escalations is not None:
+            escalations.check()
 
     app.timer(options.judge_interval, name=f"{options.group}.judge")(judge)
 
@@ -295,6 +303,20 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
             await bridge.run()
 
         app.task(otlp)
+    # People's commands (issue 14): abort, pause, resume and approvals change what the judge may do.
+    manual = ManualCommands(runtime, keyring_from_settings(settings), settings)
+    control_feed = ControlFeed(settings, client_id=f"rollwatch-{runtime.worker}-control")
+
+    async def on_control(record: SourceRecord) -> None:
+        async with pipeline.lock:
+            manual.on_record(record)
+
+    async def control() -> None:
+        await control_feed.run(on_control)
+
+    app.task(control)
+    if notifier is not None:
+        app.task(notifier.run)
 
     async def on_revoked(sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         await pipeline.on_revoked()
@@ -326,6 +348,7 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
             "group": options.group,
             "ready": runtime.recovered and feed.ready.is_set() and not app.rebalancing,
             "changelog_resets": [asdict(reset) for reset in pipeline.changelog_resets],
+            "manual": {"counts": manual.counts, "last": manual.last},
         }
         return web.bytes(orjson.dumps(body), content_type="application/json")
 

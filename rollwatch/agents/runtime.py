@@ -411,6 +411,10 @@ class Runtime:
                     self._dirty(slot)
         return Judgement(commands, emitted, breaches)
 
+    def touched(self, slot: Slot) -> None:
+        """``slot``'s engine changed outside a batch (a person's command): checkpoint it."""
+        self._dirty(slot)
+
     def _dirty(self, slot: Slot) -> None:
         slot.dirty = True
         self.dirty[slot.workflow] = slot

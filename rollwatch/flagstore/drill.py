@@ -18,7 +18,6 @@ allowed to set every drilled flag (see :mod:`~rollwatch.flagstore.verify`).
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -34,14 +33,13 @@ from rollwatch.flagstore.effects import DRILL_SEGMENT
 from rollwatch.flagstore.errors import DrillError
 from rollwatch.flagstore.service import load_flag_states
 from rollwatch.flagstore.state import FlagMap
-from rollwatch.flagstore.topics import make_consumer, partitions_of, read_to_end
-from rollwatch.flagstore.verify import TicketBook, authority_refusal
+from rollwatch.flagstore.topics import make_consumer, partitions_of, read_tickets
+from rollwatch.flagstore.verify import authority_refusal
 from rollwatch.kafka import make_producer
 from rollwatch.settings import Settings
 from rollwatch.signing import SigningKey, sign_command, signing_key_from_settings
-from rollwatch.tickets import Ticket, TicketError, apply_changes, candidate_flags, flag_changes
+from rollwatch.tickets import Ticket, apply_changes, candidate_flags, flag_changes
 from rollwatch.trust import Keyring, keyring_from_settings
-from rollwatch.trust.releases import ReleaseRefused
 
 __all__ = ["DRILL_SEGMENT", "ConsumerResult", "DrillReport", "PhaseReport", "drill_flags", "run_drill"]
 
@@ -120,22 +118,7 @@ def drill_flags(ticket: Ticket) -> FlagMap:
 
 
 async def _ticket(settings: Settings, workflow: str, keyring: Keyring) -> Ticket:
-    book = TicketBook()
-    consumer = make_consumer(settings)
-    await consumer.start()
-    try:
-        tps = await partitions_of(consumer, settings.topic_releases)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-
-        def take(record: Any) -> None:
-            # A ticket the consumers refuse is not honoured here either: skip it.
-            with contextlib.suppress(TicketError, ReleaseRefused):
-                book.load_record(record.key, record.value, f"{record.topic}@{record.offset}", keyring)
-
-        await read_to_end(consumer, tps, take)
-    finally:
-        await consumer.stop()
+    book = await read_tickets(settings, keyring)
     ticket = book.get(workflow)
     if ticket is None:
         raise DrillError(f"no ticket in force for workflow {workflow!r} on {settings.topic_releases}")

@@ -19,7 +19,7 @@ from typing import Final
 from rollwatch.commands import RollbackCommand
 from rollwatch.tickets import Ticket, next_rollout_percent
 
-__all__ = ["DRILL_SEGMENT", "allowed_prompts", "allowed_routes", "effect_refusal", "odd_value"]
+__all__ = ["DRILL_SEGMENT", "allowed_prompts", "allowed_routes", "effect_refusal", "odd_value", "plan_percents"]
 
 DRILL_SEGMENT: Final = "rollwatch-drill"
 """The segment drills use by default; no real traffic is in it."""
@@ -36,6 +36,16 @@ def allowed_routes(ticket: Ticket) -> frozenset[str]:
 
 def allowed_prompts(ticket: Ticket) -> frozenset[str]:
     return frozenset({ticket.control.prompt_version, ticket.candidate.prompt_version})
+
+
+def plan_percents(ticket: Ticket) -> frozenset[float]:
+    """Every exposure the canary plan passes through, from its start to its end."""
+    seen: set[float] = {0.0}
+    percent = float(ticket.canary.start_percent)
+    while percent not in seen:
+        seen.add(percent)
+        percent = next_rollout_percent(ticket, percent)
+    return frozenset(seen)
 
 
 def odd_value(command: RollbackCommand) -> str | None:
@@ -71,6 +81,16 @@ def effect_refusal(
         expected = next_rollout_percent(ticket, float(now))
         if percent != expected:
             return "off_plan", f"promote to {percent:g}% skips the plan: from {now:g}% the next step is {expected:g}%"
+        return None
+    if command.action in ("pause", "resume"):
+        if percent != now:
+            return "off_plan", f"{command.action} pins the rollout in force ({now:g}%), not {percent:g}%"
+        return None
+    if command.action == "undo" and percent > now:
+        # A person restores what a rollback lowered: only to a step the canary plan itself takes.
+        if percent not in plan_percents(ticket):
+            steps = ", ".join(f"{p:g}" for p in sorted(plan_percents(ticket)))
+            return "off_plan", f"undo may restore the rollout only to a step of the plan ({steps}%), not {percent:g}%"
         return None
     if command.action == "drill_restore" and command.segment == DRILL_SEGMENT:
         return None  # restores the drill segment to what it was; no user is in it

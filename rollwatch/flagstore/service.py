@@ -47,6 +47,7 @@ from rollwatch.flagstore.topics import (
 )
 from rollwatch.flagstore.verify import CommandChecker, Refusal, TicketBook
 from rollwatch.kafka import make_producer
+from rollwatch.notify import Notifier, notice_for_command
 from rollwatch.settings import Settings
 from rollwatch.signing import Keyring, keyring_from_settings, signing_key_from_settings
 from rollwatch.tickets import TicketError, candidate_flags
@@ -143,8 +144,11 @@ class FlagStore:
         keys: Keyring | None = None,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        notifier: Notifier | None = None,
     ) -> None:
         self.settings = settings
+        self.notifier = notifier if notifier is not None else Notifier.from_settings(settings)
+        """Told of every applied command (issue 14); posting never waits on a webhook."""
         self.name = name
         self.redis = redis
         self.audit = audit if audit is not None else AuditLog(settings.flagstore_audit_path)
@@ -241,6 +245,8 @@ class FlagStore:
         for workflow in self.known_workflows():
             await self._sync_redis(workflow)
         self.workflows.set(len(self.known_workflows()))
+        if self.notifier is not None:
+            await self.notifier.start()
         self._task = asyncio.create_task(self._run(), name=f"rollwatch-flagstore-{self.name}")
 
     async def _position_control(self, consumer: AIOKafkaConsumer) -> None:
@@ -263,6 +269,8 @@ class FlagStore:
         task, consumer, producer = self._task, self._consumer, self._producer
         self._task = self._consumer = self._producer = None
         await close_clients(task, consumer, producer)
+        if self.notifier is not None:
+            await self.notifier.stop()
 
     async def _run(self) -> None:
         assert self._consumer is not None
@@ -383,6 +391,8 @@ class FlagStore:
         await self._sync_redis(command.workflow)
         self.workflows.set(len(self.known_workflows()))
         self._audit(command, "applied", "applied", f"{command.action}: {len(command.flags)} flag(s)", partition, offset)
+        if self.notifier is not None:
+            self.notifier.post(notice_for_command(command))
         return await self._ack(command.command_id, command.workflow, "applied", None)
 
     def _policy(self, command: RollbackCommand, sent: datetime | None) -> Refusal | None:

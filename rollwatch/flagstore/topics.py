@@ -18,8 +18,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CorruptRecordException, KafkaError, UnsupportedCodecError
 
 from rollwatch.flagstore.errors import FlagStoreError
+from rollwatch.flagstore.verify import TicketBook
 from rollwatch.kafka import client_options
 from rollwatch.settings import Settings
+from rollwatch.tickets import TicketError
+from rollwatch.trust import Keyring
+from rollwatch.trust.releases import ReleaseRefused
 
 __all__ = [
     "ResetWatch",
@@ -27,6 +31,7 @@ __all__ = [
     "getmany_skipping",
     "make_consumer",
     "partitions_of",
+    "read_tickets",
     "read_to_end",
     "send_retrying",
 ]
@@ -96,6 +101,27 @@ async def read_to_end(
         for records in batches.values():
             for record in records:
                 on_record(record)
+
+
+async def read_tickets(settings: Settings, keyring: Keyring) -> TicketBook:
+    """The tickets in force on the releases topic now, verified as every consumer verifies them."""
+    book = TicketBook()
+    consumer = make_consumer(settings)
+    await consumer.start()
+    try:
+        tps = await partitions_of(consumer, settings.topic_releases)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+
+        def take(record: Any) -> None:
+            # A ticket the consumers refuse is not honoured here either: the previous one stays.
+            with contextlib.suppress(TicketError, ReleaseRefused):
+                book.load_record(record.key, record.value, f"{record.topic}@{record.offset}", keyring)
+
+        await read_to_end(consumer, tps, take)
+    finally:
+        await consumer.stop()
+    return book
 
 
 async def send_retrying(

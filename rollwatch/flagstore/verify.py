@@ -19,12 +19,21 @@ command is applied everywhere or nowhere:
 
 Authority for command actions that are not ticket action types (documented choice):
 
-- ``promote``: only the ticket's ``automation`` principal, and only ``ai.rollout.percent``;
+- ``promote``: the ticket's ``automation`` principal, or a person whose grant includes
+  ``freeze_rollout`` (who governs expansion may also expand by hand), and only
+  ``ai.rollout.percent`` (the effect check still allows only the plan's next step);
 - ``rollback``, ``drill`` and ``drill_restore``: any owner whose grant is not empty;
 - for every action, each flag the command sets must be settable under the author's
   grants (:data:`rollwatch.tickets.authority.FLAG_SETTERS`; a ``freeze_rollout`` may pin
   ``ai.rollout.percent``), so a narrow grant cannot smuggle in a provider switch and a
   drill can only flip flags its author could flip for real.
+
+Manual actions (``abort``, ``pause``, ``resume``, ``undo``; :mod:`rollwatch.ops.manual`) are
+a person's: the ``automation`` role never counts for them. ``pause`` and ``resume`` need a
+grant of ``freeze_rollout`` (the product owner "pauses expansion") and set only
+``ai.rollout.percent``; ``abort`` and ``undo`` need, like everything else, a grant covering
+each flag they set. A command naming ``acting_as`` counts only that role's grant, and the
+author must hold the role.
 
 Tickets themselves arrive signed (:mod:`rollwatch.trust.releases`); the :class:`TicketBook`
 keeps the last good one in force when a record is refused, and remembers why.
@@ -37,7 +46,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, TypeAlias
 
-from rollwatch.commands import RollbackCommand
+from rollwatch.commands import MANUAL_ACTIONS, RollbackCommand
 from rollwatch.flagstore.effects import effect_refusal, odd_value
 from rollwatch.settings import Settings
 from rollwatch.signing import Keyring, SignatureError, verify_command
@@ -140,13 +149,32 @@ def authority_refusal(ticket: Ticket, command: RollbackCommand) -> str | None:
     where = f"ticket {ticket.ticket} r{ticket.revision}"
     if not roles:
         return f"{principal!r} holds no role in {where}"
+    if command.acting_as is not None:
+        if command.acting_as not in roles:
+            return f"{principal!r} acts as {command.acting_as} but holds only {', '.join(roles)} in {where}"
+        roles = (command.acting_as,)
+    action = command.action
+    if action in MANUAL_ACTIONS:
+        people = tuple(role for role in roles if role != "automation")
+        if not people:
+            return f"only a person may {action}; {principal!r} acts as automation under {where}"
+        roles = people
     granted: set[str] = set()
     for role in roles:
         granted.update(grant_of(ticket.authority, role))
-    action = command.action
+    if action in ("pause", "resume"):
+        if "freeze_rollout" not in granted:
+            return f"{principal!r} ({', '.join(roles)}) may not {action} under {where} (needs freeze_rollout)"
+        extra = sorted(flag for flag in command.flags if flag != "ai.rollout.percent")
+        if extra:
+            return f"a {action} may only set ai.rollout.percent, not {', '.join(extra)}"
+        return None
     if action == "promote":
-        if "automation" not in roles:
-            return f"only the automation principal {ticket.owners.automation!r} may promote under {where}"
+        if "automation" not in roles and "freeze_rollout" not in granted:
+            return (
+                f"only the automation principal {ticket.owners.automation!r} or a role granted freeze_rollout "
+                f"may promote under {where}"
+            )
         extra = sorted(flag for flag in command.flags if flag != "ai.rollout.percent")
         if extra:
             return f"a promotion may only set ai.rollout.percent, not {', '.join(extra)}"

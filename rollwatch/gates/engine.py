@@ -51,10 +51,12 @@ from rollwatch.commands import (
     rfc3339,
 )
 from rollwatch.events import Event
+from rollwatch.flagstore.effects import plan_percents
 from rollwatch.gates.detector import DetectorBank
 from rollwatch.gates.errors import EngineStateError
 from rollwatch.gates.evaluate import Arms, detector_bank, evaluate_gate
 from rollwatch.gates.judge import JudgeMemory, judge
+from rollwatch.gates.manual import apply_manual, escalation_views
 from rollwatch.gates.promotion import evaluate_promotion
 from rollwatch.gates.result import ApplyStats, Decision, Emission, GateReading, GateResult, gate_json
 from rollwatch.gates.shadow import ShadowComparison
@@ -293,6 +295,9 @@ class Engine:
         self.last_results, self.last_decisions = results, decisions
         emissions = []
         for decision in decisions:
+            if decision.kind == "escalate":
+                # Kept until a person approves it (rollwatch.gates.manual), with its evidence.
+                self.memory.escalations.setdefault(decision.command_id, self.command(decision).model_dump(mode="json"))
             if decision.kind in ("rollback", "promote"):
                 breach = decision.result.breach_ts_ms if decision.result.breach_ts_ms is not None else now_ms
                 command = self.command(decision)
@@ -339,6 +344,10 @@ class Engine:
             expires_at=issued + timedelta(milliseconds=COMMAND_TTL_MS),
         )
 
+    def manual(self, command: RollbackCommand) -> str:
+        """A person's command, admitted by the caller: change what the judge may do on its own."""
+        return apply_manual(self.memory, command)
+
     def readings(self) -> list[GateReading]:
         return [
             GateReading(r.gate, "candidate", r.metric, r.observed, r.threshold, r.state) for r in self.last_results
@@ -367,6 +376,12 @@ class Engine:
             "rollout_percent": self.memory.rollout_percent,
             "frozen": self.memory.frozen,
             "rolled_back": self.memory.rolled_back,
+            "healthy_since_ms": self.memory.healthy_since_ms,
+            "hold_ms": int(ticket.canary.hold) if ticket is not None else None,
+            "plan": sorted(p for p in plan_percents(ticket) if p > 0) if ticket is not None else [],
+            "paused": self.memory.paused,
+            "aborted": self.memory.aborted,
+            "escalations": escalation_views(ticket, self.memory) if ticket is not None else [],
             "routes": routes,
             "duplicates": self.state.duplicates,
             "shadow": self._shadow_status(),

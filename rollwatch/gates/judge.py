@@ -64,6 +64,14 @@ class JudgeMemory:
     healthy_since_ms: int | None = None
     promotions: int = 0
     gates: dict[str, GateMemory] = field(default_factory=dict)
+    paused: bool = False
+    """A person paused promotion (:mod:`rollwatch.gates.manual`) until they resume."""
+    aborted: bool = False
+    """A person aborted the canary: no automatic rollback or promotion until they resume."""
+    escalations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Escalated decisions waiting for a person, by command id: the command they would carry out."""
+    manual_ids: list[str] = field(default_factory=list)
+    """People's commands already taken (the newest 100), so a re-read control topic changes nothing."""
 
     def reset_for(self, ticket: Ticket) -> None:
         """A new ticket revision starts from its own canary plan with a clean slate."""
@@ -71,10 +79,11 @@ class JudgeMemory:
             return
         self.ticket, self.revision = ticket.ticket, ticket.revision
         self.rollout_percent = float(ticket.canary.start_percent)
-        self.frozen = self.rolled_back = False
+        self.frozen = self.rolled_back = self.paused = self.aborted = False
         self.healthy_since_ms = None
         self.promotions = 0
         self.gates = {}
+        self.escalations = {}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,6 +144,8 @@ def judge(
 ) -> list[Decision]:
     """Decide at ``now_ms``; updates ``memory`` in place. Returns rollbacks, escalations, promotions."""
     memory.reset_for(ticket)
+    if memory.aborted:
+        return []  # a person aborted: people own the release until they resume
     gates = {g.name: g for g in ticket.gates}
     decisions: list[Decision] = []
     for result in results:
@@ -161,7 +172,7 @@ def judge(
 
     any_breached = any(r.breached for r in results)
     all_healthy = all(r.state == "healthy" for r in results)
-    if decisions or any_breached or memory.rolled_back or memory.frozen:
+    if decisions or any_breached or memory.rolled_back or memory.frozen or memory.paused:
         memory.healthy_since_ms = None
     elif promotion is not None:
         decisions.extend(_promotion(ticket, memory, promotion, all_healthy, now_ms))

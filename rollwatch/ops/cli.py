@@ -17,7 +17,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -29,7 +29,7 @@ import typer
 from rollwatch.commands import ACTIONS, RollbackCommand
 from rollwatch.console import run_app
 from rollwatch.ops.errors import OpsError
-from rollwatch.ops.records import Role, TailFilter
+from rollwatch.ops.records import Role, TailFilter, TailRecord
 from rollwatch.ops.status import collect_status, render_status
 from rollwatch.ops.tail import StartAt, parse_since, read_records, tail
 from rollwatch.ops.traffic import TrafficRun, for_ticket, send_traffic
@@ -187,10 +187,18 @@ def status_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     color: ColorOption = ColorMode.auto,
     config: ConfigOption = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-W", help="Keep watching: redraw on a terminal, a view per change piped.")
+    ] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between polls with --watch.")] = 2.0,
+    frames: Annotated[int | None, typer.Option(help="With --watch: stop after this many views.")] = None,
 ) -> None:
     """Workflows, their arms, gate values against thresholds, rollout and last decision."""
     settings = _settings(config)
     urls = worker or [f"http://127.0.0.1:{settings.web_port}"]
+    if watch:
+        _watch(settings, urls, commands, timeout, as_json, color, interval, frames)
+        return
     issued: dict[str, RollbackCommand] = {}
     if commands:
         try:
@@ -227,6 +235,38 @@ def status_command(
         typer.echo(render_status(report, color=colored), color=colored or None)
     if report.unreachable:
         raise typer.Exit(1)
+
+
+def _watch(
+    settings: Settings,
+    urls: list[str],
+    commands: bool,
+    timeout: float,
+    as_json: bool,
+    color: ColorMode,
+    interval: float,
+    frames: int | None,
+) -> None:
+    from rollwatch.ops.watch import watch_status
+
+    mode = "json" if as_json else "tty" if sys.stdout.isatty() else "lines"
+
+    def records(stop: asyncio.Event) -> AsyncIterator[list[TailRecord]]:
+        return read_records(settings, ["control", "acks"], StartAt("beginning"), stop=stop)
+
+    _run_until_signal(
+        lambda stop: watch_status(
+            urls,
+            _echo_or_quit,
+            mode,  # type: ignore[arg-type]
+            stop,
+            records=records if commands else None,
+            color=use_color(color, as_json),
+            interval=interval,
+            timeout=timeout,
+            max_frames=frames,
+        )
+    )
 
 
 def ticket_publish_command(

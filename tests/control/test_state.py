@@ -115,10 +115,11 @@ def test_authority_follows_the_ticket_and_the_documented_extensions(ticket: Tick
     assert "may not set ai.route.provider" in (
         _refusal(ticket, "freeze_rollout", {"ai.route.provider": "x"}, "luis.ortega") or ""
     )
-    # promote: the automation principal, the percent only
+    # promote: the automation principal or a person granted freeze_rollout (issue 14), the percent only
     assert _refusal(ticket, "promote", {"ai.rollout.percent": 10.0}, "rollwatch-worker") is None
+    assert _refusal(ticket, "promote", {"ai.rollout.percent": 10.0}, "luis.ortega") is None
     assert "only the automation principal" in (
-        _refusal(ticket, "promote", {"ai.rollout.percent": 10.0}, "ic-rotation") or ""
+        _refusal(ticket, "promote", {"ai.rollout.percent": 10.0}, "maya.chen") or ""
     )
     assert "only set ai.rollout.percent" in (
         _refusal(ticket, "promote", {"ai.tools.enabled": True}, "rollwatch-worker") or ""
