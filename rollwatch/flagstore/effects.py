@@ -14,17 +14,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, Literal, TypeAlias
 
 from rollwatch.commands import RollbackCommand
 from rollwatch.tickets import Ticket, next_rollout_percent
 
-__all__ = ["DRILL_SEGMENT", "allowed_prompts", "allowed_routes", "effect_refusal", "odd_value", "plan_percents"]
+__all__ = [
+    "DRILL_SEGMENT",
+    "EffectCode",
+    "allowed_prompts",
+    "allowed_routes",
+    "effect_refusal",
+    "odd_value",
+    "plan_percents",
+]
 
 DRILL_SEGMENT: Final = "rollwatch-drill"
 """The segment drills use by default; no real traffic is in it."""
 
 _PERCENT: Final = "ai.rollout.percent"
+
+EffectCode: TypeAlias = Literal["foreign_value", "raises_rollout", "off_plan"]
 
 
 def allowed_routes(ticket: Ticket) -> frozenset[str]:
@@ -62,7 +72,7 @@ def odd_value(command: RollbackCommand) -> str | None:
 
 def effect_refusal(
     ticket: Ticket, command: RollbackCommand, current: Mapping[str, object] | None
-) -> tuple[str, str] | None:
+) -> tuple[EffectCode, str] | None:
     """``(code, detail)`` when the command's effect is not allowed under ``ticket``; None when it is."""
     flags = command.flags
     route = flags.get("ai.route.provider")

@@ -276,7 +276,7 @@ class CommandChecker:
         effect = effect_refusal(ticket, command, current)
         if effect is not None:
             code, detail = effect
-            return Refusal(code, detail)  # type: ignore[arg-type]
+            return Refusal(code, detail)
         return None
 
     def check(
