@@ -29,6 +29,7 @@ __all__ = [
     "messages_of",
     "outcome",
     "outcomes",
+    "published_commands",
 ]
 
 from tests.reliability.conftest import PRODUCTION_ENGINE as ENGINE
@@ -69,8 +70,6 @@ def consumer_lag(metrics: str) -> dict[str, float]:
 class CaughtUp:
     status: dict[str, Any]
     """``/status`` once every event was applied."""
-    commands: list[RollbackCommand]
-    """The control topic, decoded, once the worker had caught up and judged a few more times."""
     seconds: float
     """From starting the worker to every event applied."""
 
@@ -80,19 +79,19 @@ async def catch_up(
     settings: Settings,
     events: Mapping[str, Sequence[Event]],
     *,
-    expect_commands: int,
     timeout: float = 40.0,
 ) -> CaughtUp:
     """Start ``worker`` on a backlog already in the broker and wait until it has caught up.
 
     Asserted on the way: every event applied once (totals and calls per workflow, no
     duplicate) and consumer lag 0 on the telemetry partitions. Then the wall-clock judge
-    runs three more times, so a command it would add after the backlog is on the topic too.
+    runs three more times, so a command it would add after the backlog is on the topic too
+    (read it with :func:`published_commands`).
     """
     total = sum(len(evs) for evs in events.values())
     started = time.monotonic()
     worker.start()
-    await wait_until(worker.ready, what="worker ready", timeout=40)
+    await wait_until(worker.ready, what="worker ready", timeout=max(timeout, 40.0))
     status = await wait_until(
         lambda: (s := worker.status()) and applied_events(s) >= total and s, what="backlog applied", timeout=timeout
     )
@@ -109,5 +108,10 @@ async def catch_up(
     assert set(lag) <= {str(p) for p in range(settings.telemetry_partitions)}
     ticks = status["totals"]["ticks"]
     await wait_until(lambda: (s := worker.status()) and s["totals"]["ticks"] >= ticks + 3, what="judge ticks")
-    records = await read_topic(settings, settings.topic_control, expect=expect_commands)
-    return CaughtUp(status, [decode_command(r.value) for r in records], seconds)
+    return CaughtUp(status, seconds)
+
+
+async def published_commands(settings: Settings, *, expect: int) -> list[RollbackCommand]:
+    """The control topic, decoded: until ``expect`` commands are read, or the topic is quiet for a moment."""
+    records = await read_topic(settings, settings.topic_control, expect=expect)
+    return [decode_command(r.value) for r in records]

@@ -68,14 +68,17 @@ async def live_settings(broker: EmbeddedBroker) -> AsyncIterator[Settings]:
     yield made
 
 
+def production_worker(settings: Settings, folder: Path, name: str = "w-live") -> WorkerProcess:
+    """A worker process (not started) with the production engine: gates, judge, signing with the settings' key."""
+    assert settings.signing_key is not None  # the production engine signs with the test's key
+    config = write_config(settings, folder / f"{name}.toml")
+    return WorkerProcess(config, f"rw-{uuid.uuid4().hex[:8]}", name, folder / f"{name}.log", engine=PRODUCTION_ENGINE)
+
+
 @pytest.fixture
 def live_worker(live_settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
-    """A worker process with the production engine, not started; killed (and its log shown) after the test."""
-    assert live_settings.signing_key is not None  # the production engine signs with the test's key
-    config = write_config(live_settings, tmp_path / "rollwatch.toml")
-    process = WorkerProcess(
-        config, f"rw-{uuid.uuid4().hex[:8]}", "w-live", tmp_path / "w.log", engine=PRODUCTION_ENGINE
-    )
+    """A production worker on ``live_settings``, not started; killed (and its log shown) after the test."""
+    process = production_worker(live_settings, tmp_path)
     yield process
     process.kill()
     print(f"----- worker (last lines) -----\n{process.tail(80)}")

@@ -46,7 +46,7 @@ from rollwatch.tickets import Ticket, ticket_to_json
 from rollwatch.trust import Keyring
 from tests.agents.harness import WorkerProcess, produce
 from tests.control.helpers import AckReader, example_ticket
-from tests.reliability.backlog import Outcome, catch_up, messages_of, outcome, outcomes
+from tests.reliability.backlog import Outcome, catch_up, messages_of, outcome, outcomes, published_commands
 
 pytestmark = pytest.mark.integration
 
@@ -120,8 +120,8 @@ async def test_a_worker_ten_minutes_behind_catches_up_and_decides_what_replay_de
         (BLIP, "json-failures"),
     ]
 
-    caught = await catch_up(worker, settings, events, expect_commands=len(expected))
-    commands = caught.commands
+    caught = await catch_up(worker, settings, events)
+    commands = await published_commands(settings, expect=len(expected))
     got = outcomes(commands)
     assert got == expected, f"worker {got} != replay {expected} (caught up in {caught.seconds:.1f}s)"
 
