@@ -20,13 +20,30 @@ engine and the test's signing key. Asserted:
   and the ticket's null, not from the detector's output) scaled by what the ticket-wide
   guarantee costs, with half again and two minutes of judging grid. The identical-arms
   workflow gets no rollback or escalation.
-* the worker publishes exactly the commands replay decides, same command ids, gates,
-  actions and flags, each once; none for the identical arms.
+* the worker publishes replay's first rollback of each regressed workflow (same command
+  id, gate, action and flags), exactly the commands replay decides, each once, none for
+  the identical arms, and each decided at the same event time on the same numbers.
 
 Why 2 h 45 min: the latency gate keeps the ticket's ``sustained: 30m``, so its first rung
 comes 35 minutes after the onset; the release ends before its second rung (50 minutes)
 and well clear of any decision, so the worker's wall-clock judgments after the backlog
 have nothing of their own to add.
+
+Found here, not fixed (``rollwatch/gates`` and ``rollwatch/agents`` belong to others):
+
+* **A worker behind judges at the wall clock between grid points.** After every batch the
+  pipeline evaluates its engines at the wall clock, while a backlog's event time is far
+  behind. Time windows are then cut at the wall clock (quality-floor's 60 min average fired
+  11 min early in event time), latency's ``sustained`` and the detectors see other
+  moments (latency never rolled back; safety 8 min and reviews 22 min late), and decisions
+  taken there carry no "decided on telemetry up to" note although their telemetry is 40
+  minutes old. Command ids still match, since an id names the gate, episode and rung, not
+  the moment. ``test_an_engine_judged_at_the_wall_clock_after_every_batch_decides_as_replay``
+  shows it deterministically (the worker's loop with the clock pinned, xfail strict); the
+  live comparisons it makes random are marked non-strict until it is fixed.
+* **review-rejections misses its budget**: 14 min after the onset against 12.3, at every
+  minute phase of the start (test_detection's 12.0 min budget passes only at some phases:
+  its start time gives 12.0; starts 0-5 s or 35-45 s past the minute give 14.0).
 """
 
 from __future__ import annotations
@@ -69,6 +86,8 @@ HOUR: Final = 60 * MINUTE
 ONSET_MS: Final = 2 * HOUR
 DURATION_MS: Final = ONSET_MS + 45 * MINUTE
 SEED: Final = 17
+BATCH: Final = 1000
+"""Events per telemetry message (and JSONL line)."""
 IDENTICAL: Final = "identical-arms"
 EXAMPLE: Final = ROOT / "examples" / "support-summary.ticket.yaml"
 ROLLWATCH: Final = Path(sys.executable).with_name("rollwatch")
@@ -216,7 +235,7 @@ async def _run(settings: Settings, worker: WorkerProcess, folder: Path) -> Run:
     kinds: dict[str, Regression] = {f"kind-{r}": r for r in REGRESSIONS} | {IDENTICAL: "none"}
     made = {wf: traffic(wf, regression, end_ms) for wf, regression in kinds.items()}
     events: dict[str, list[Event]] = {wf: list(generate(t)) for wf, t in made.items()}
-    messages = messages_of(events, size=250)
+    messages = messages_of(events, size=BATCH)
     tickets: dict[str, Ticket] = {}
     files: dict[str, tuple[Path, Path]] = {}
     for wf in kinds:
@@ -225,7 +244,8 @@ async def _run(settings: Settings, worker: WorkerProcess, folder: Path) -> Run:
         files[wf] = (folder / f"{wf}.ticket.yaml", folder / f"{wf}.jsonl")
         files[wf][0].write_bytes(raw)
         files[wf][1].write_bytes(b"".join(m + b"\n" for m in messages[wf]))  # one telemetry message a line
-        await publish_ticket(settings, tickets[wf], raw)  # what `rollwatch ticket publish` does
+    # What `rollwatch ticket publish` does, for each workflow.
+    await asyncio.gather(*(publish_ticket(settings, tickets[wf], files[wf][0].read_bytes()) for wf in kinds))
     await produce(settings, settings.topic_telemetry, ((wf.encode(), m) for wf, ms in messages.items() for m in ms))
 
     slots = asyncio.Semaphore(2)
@@ -270,8 +290,8 @@ def onset_ms(run: Run, workflow: str) -> int:
 
 BEHIND_JUDGED_ON_THE_WALL_CLOCK: Final = (
     "found here: a worker catching up also judges at the wall clock after every batch, between event-time "
-    "grid points; latency's sustained 30m and review-rejections' detector then decide at other moments than "
-    "replay, or never (deterministic: test_an_engine_judged_at_the_wall_clock_after_every_batch_decides_as_replay)"
+    "grid points: windows cut at the wall clock, sustained and detectors decide at other moments than replay, "
+    "or never (deterministic: test_an_engine_judged_at_the_wall_clock_after_every_batch_decides_as_replay)"
 )
 MAY_DIFFER: Final = pytest.mark.xfail(strict=False, reason=BEHIND_JUDGED_ON_THE_WALL_CLOCK)
 """Live outcomes that depend on how batches and wall-clock judgments interleave, until that is fixed."""
@@ -339,7 +359,7 @@ def test_the_worker_publishes_exactly_what_replay_decides(run: Run) -> None:
 DECIDED: Final = re.compile(r"decided on telemetry up to (\S+?),")
 
 
-@pytest.mark.xfail(strict=True, reason=BEHIND_JUDGED_ON_THE_WALL_CLOCK + "; some gate differed in 6 runs of 6")
+@MAY_DIFFER
 def test_the_worker_decided_at_the_same_event_time_on_the_same_evidence(run: Run) -> None:
     """Same id is not enough (an id names the gate's episode and rung, not when): the moment and the numbers.
 
