@@ -350,6 +350,12 @@ def test_identical_arms_get_no_rollback_from_replay_or_the_worker(run: Run) -> N
     assert not [o for o in run.got.values() if o[0] == IDENTICAL]
 
 
+def test_the_worker_publishes_no_command_replay_does_not_decide(run: Run) -> None:
+    """Each command once, and each one replay decides for that workflow (same id, gate, action, flags)."""
+    extra = {k: v for k, v in run.got.items() if run.expected.get(k) != v}
+    assert not extra, f"worker only: {extra}"
+
+
 @MAY_DIFFER
 def test_the_worker_publishes_exactly_what_replay_decides(run: Run) -> None:
     """Every command replay decides for any of the workflows, each once; nothing of the worker's own."""
