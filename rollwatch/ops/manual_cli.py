@@ -21,9 +21,8 @@ import orjson
 import typer
 
 from rollwatch.commands import RollbackCommand, decode_command, encode_command
+from rollwatch.control.topics import load_flag_states, make_consumer, partitions_of, read_tickets, read_to_end
 from rollwatch.errors import ContractError
-from rollwatch.flagstore.service import load_flag_states
-from rollwatch.flagstore.topics import make_consumer, partitions_of, read_tickets, read_to_end
 from rollwatch.kafka import make_producer
 from rollwatch.ops.errors import OpsError
 from rollwatch.ops.manual import Verb, approval_command, flags_before, manual_command, precheck

@@ -21,11 +21,11 @@ from aiokafka import TopicPartition
 from redis.asyncio import Redis
 
 from rollwatch.broker import EmbeddedBroker
+from rollwatch.control.topics import make_consumer, partitions_of
 from rollwatch.emit import TelemetryEmitter
 from rollwatch.events import CallEvent, decode_message
 from rollwatch.flagstore.redis_sink import RedisFlags
 from rollwatch.flagstore.service import FlagStore
-from rollwatch.flagstore.topics import make_consumer, partitions_of
 from rollwatch.gateway import ControlSubscriber, FlagCache
 from rollwatch.kafka import ensure_topics
 from rollwatch.settings import Settings

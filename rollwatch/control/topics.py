@@ -17,8 +17,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CorruptRecordException, KafkaError, UnsupportedCodecError
 
-from rollwatch.flagstore.errors import FlagStoreError
-from rollwatch.flagstore.verify import TicketBook
+from rollwatch.control.errors import ControlError
+from rollwatch.control.state import WorkflowFlags, verified_state
+from rollwatch.control.verify import TicketBook
 from rollwatch.kafka import client_options
 from rollwatch.settings import Settings
 from rollwatch.tickets import TicketError
@@ -29,6 +30,7 @@ __all__ = [
     "ResetWatch",
     "close_clients",
     "getmany_skipping",
+    "load_flag_states",
     "make_consumer",
     "partitions_of",
     "read_tickets",
@@ -74,11 +76,11 @@ async def close_clients(
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    """Every partition of ``topic``; raises :class:`FlagStoreError` when it does not exist."""
+    """Every partition of ``topic``; raises :class:`ControlError` when it does not exist."""
     await consumer.topics()  # refreshes metadata
     parts = consumer.partitions_for_topic(topic)
     if not parts:
-        raise FlagStoreError(f"topic {topic!r} does not exist (run `rollwatch topics create`)")
+        raise ControlError(f"topic {topic!r} does not exist (run `rollwatch topics create`)")
     return [TopicPartition(topic, p) for p in sorted(parts)]
 
 
@@ -96,7 +98,7 @@ async def read_to_end(
         if not behind:
             return
         if time.monotonic() > deadline:
-            raise FlagStoreError(f"could not read {behind[0].topic} to its end within {timeout_s:.0f}s")
+            raise ControlError(f"could not read {behind[0].topic} to its end within {timeout_s:.0f}s")
         batches = await consumer.getmany(*behind, timeout_ms=200)
         for records in batches.values():
             for record in records:
@@ -122,6 +124,40 @@ async def read_tickets(settings: Settings, keyring: Keyring) -> TicketBook:
     finally:
         await consumer.stop()
     return book
+
+
+async def load_flag_states(
+    settings: Settings,
+    keyring: Keyring | None,
+    on_refused: Callable[[Any, str, str], None] | None = None,
+) -> list[WorkflowFlags]:
+    """Every workflow's latest *verified* state on the compacted flags topic, read now.
+
+    A record that is unreadable, unsigned (a tombstone too) or signed by a key not trusted
+    for flags is skipped (``on_refused(record, code, detail)``) and does not replace the
+    verified state before it. ``keyring=None`` reads without verifying (tools that only display).
+    """
+    consumer = make_consumer(settings)
+    await consumer.start()
+    latest: dict[str, WorkflowFlags] = {}
+
+    def take(record: Any) -> None:
+        state = verified_state(record.value, keyring)
+        if isinstance(state, tuple):
+            log.error("flags topic %s@%d: skipped: %s: %s", record.partition, record.offset, *state)
+            if on_refused is not None:
+                on_refused(record, *state)
+        else:
+            latest[state.workflow] = state
+
+    try:
+        tps = await partitions_of(consumer, settings.topic_flags)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        await read_to_end(consumer, tps, take)
+    finally:
+        await consumer.stop()
+    return list(latest.values())
 
 
 async def send_retrying(
