@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CorruptRecordException, KafkaError, UnsupportedCodecError
@@ -28,6 +28,7 @@ from rollwatch.trust.releases import ReleaseRefused
 
 __all__ = [
     "ResetWatch",
+    "assigned",
     "close_clients",
     "getmany_skipping",
     "load_flag_states",
@@ -35,6 +36,7 @@ __all__ = [
     "partitions_of",
     "read_tickets",
     "read_to_end",
+    "read_topic",
     "send_retrying",
 ]
 
@@ -105,24 +107,46 @@ async def read_to_end(
                 on_record(record)
 
 
-async def read_tickets(settings: Settings, keyring: Keyring) -> TicketBook:
-    """The tickets in force on the releases topic now, verified as every consumer verifies them."""
-    book = TicketBook()
+@contextlib.asynccontextmanager
+async def assigned(
+    settings: Settings, topic: str, at: Literal["beginning", "end"] = "beginning"
+) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
+    """A started consumer holding every partition of ``topic``, at its beginning or its end; stopped after.
+
+    "The end" is fixed on entry, so a tool can publish and then read what came after it.
+    """
     consumer = make_consumer(settings)
     await consumer.start()
     try:
-        tps = await partitions_of(consumer, settings.topic_releases)
+        tps = await partitions_of(consumer, topic)
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-
-        def take(record: Any) -> None:
-            # A ticket the consumers refuse is not honoured here either: the previous one stays.
-            with contextlib.suppress(TicketError, ReleaseRefused):
-                book.load_record(record.key, record.value, f"{record.topic}@{record.offset}", keyring)
-
-        await read_to_end(consumer, tps, take)
+        if at == "end":
+            await consumer.seek_to_end(*tps)
+            for tp in tps:
+                await consumer.position(tp)
+        else:
+            await consumer.seek_to_beginning(*tps)
+        yield consumer, tps
     finally:
         await consumer.stop()
+
+
+async def read_topic(settings: Settings, topic: str, on_record: Callable[[Any], None]) -> None:
+    """Feed every record of ``topic``, from its beginning to its end as of now, to ``on_record``."""
+    async with assigned(settings, topic) as (consumer, tps):
+        await read_to_end(consumer, tps, on_record)
+
+
+async def read_tickets(settings: Settings, keyring: Keyring) -> TicketBook:
+    """The tickets in force on the releases topic now, verified as every consumer verifies them."""
+    book = TicketBook()
+
+    def take(record: Any) -> None:
+        # A ticket the consumers refuse is not honoured here either: the previous one stays.
+        with contextlib.suppress(TicketError, ReleaseRefused):
+            book.load_record(record.key, record.value, f"{record.topic}@{record.offset}", keyring)
+
+    await read_topic(settings, settings.topic_releases, take)
     return book
 
 
@@ -137,8 +161,6 @@ async def load_flag_states(
     for flags is skipped (``on_refused(record, code, detail)``) and does not replace the
     verified state before it. ``keyring=None`` reads without verifying (tools that only display).
     """
-    consumer = make_consumer(settings)
-    await consumer.start()
     latest: dict[str, WorkflowFlags] = {}
 
     def take(record: Any) -> None:
@@ -150,13 +172,7 @@ async def load_flag_states(
         else:
             latest[state.workflow] = state
 
-    try:
-        tps = await partitions_of(consumer, settings.topic_flags)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        await read_to_end(consumer, tps, take)
-    finally:
-        await consumer.stop()
+    await read_topic(settings, settings.topic_flags, take)
     return list(latest.values())
 
 

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer
 from rollwatch.commands import ControlAck, Evidence, Reason, RollbackCommand, TicketRef, decode_ack, encode_command
 from rollwatch.control.effects import DRILL_SEGMENT
 from rollwatch.control.state import FlagMap
-from rollwatch.control.topics import load_flag_states, make_consumer, partitions_of, read_tickets
+from rollwatch.control.topics import assigned, load_flag_states, read_tickets
 from rollwatch.control.verify import authority_refusal
 from rollwatch.errors import ContractError
 from rollwatch.flagstore.errors import DrillError
@@ -248,19 +248,10 @@ async def run_drill(
     ttl = timedelta(seconds=max(60.0, 3 * deadline))
     drill_id = f"drill-{uuid.uuid4().hex[:16]}"
 
-    consumer = make_consumer(settings)
-    await consumer.start()
-    try:
-        tps = await partitions_of(consumer, settings.topic_acks)
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:
-            await consumer.position(tp)  # fix "the end" before anything is published
+    async with assigned(settings, settings.topic_acks, at="end") as (consumer, _):  # "the end" fixed first
         issued = clock()
         drill_cmd = _command(ticket, "drill", drill_id, drilled, segment, issuer, issued, ttl)
         drill = await _phase(consumer, settings, key, drill_cmd, consumers, deadline)
         restore_cmd = _command(ticket, "drill_restore", f"{drill_id}-restore", restore, segment, issuer, clock(), ttl)
         restored = await _phase(consumer, settings, key, restore_cmd, consumers, deadline)
-    finally:
-        await consumer.stop()
     return DrillReport(workflow, segment, issuer, deadline, drill, restored)
