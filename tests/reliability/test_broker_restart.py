@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -31,7 +30,6 @@ from rollwatch.kafka import ensure_topics
 from rollwatch.settings import Settings
 from rollwatch.tickets import Ticket
 from tests.control.helpers import AckReader, command, example_ticket, publish, publish_ticket, signed, wait_until
-from tests.reliability.conftest import control_settings_for
 
 pytestmark = pytest.mark.integration
 
@@ -74,16 +72,10 @@ async def telemetry_ids(settings: Settings, expected: int, timeout: float = 20.0
 
 
 @pytest.fixture
-async def settings(own_broker: EmbeddedBroker) -> AsyncIterator[Settings]:
-    made = control_settings_for(own_broker.bootstrap_servers)
-    await ensure_topics(made)
-    await publish_ticket(made, example_ticket())
-    yield made
-    client = Redis.from_url(made.redis_url)
-    keys = [key async for key in client.scan_iter(match=f"{made.redis_prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+async def settings(loss_settings: Settings) -> Settings:
+    await ensure_topics(loss_settings)
+    await publish_ticket(loss_settings, example_ticket())
+    return loss_settings
 
 
 def recreate_topics_before_clients_act(settings: Settings) -> None:

@@ -12,8 +12,6 @@ not served: the first is rewritten with the ticket's state, the second deleted.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import aiohttp
 import orjson
 import pytest
@@ -32,24 +30,12 @@ from rollwatch.settings import Settings
 from rollwatch.signing import keyring_from_settings
 from rollwatch.tickets import candidate_flags
 from tests.control.helpers import AckReader, command, example_ticket, publish, publish_ticket, signed
-from tests.reliability.conftest import control_settings_for
 
 pytestmark = pytest.mark.integration
 
 WF = "support-summary"
 FORGED_WF = "refund-drafting"
 GHOST_WF = "ghost-workflow"
-
-
-@pytest.fixture
-async def settings(own_broker: EmbeddedBroker) -> AsyncIterator[Settings]:
-    made = control_settings_for(own_broker.bootstrap_servers)
-    yield made
-    client = Redis.from_url(made.redis_url)
-    keys = [key async for key in client.scan_iter(match=f"{made.redis_prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 async def _tickets_published(settings: Settings) -> None:
@@ -71,8 +57,9 @@ async def _ofrep(base: str, workflow: str) -> dict[str, object]:
 
 
 async def test_a_restarted_flag_store_keeps_the_rollback_after_the_broker_lost_its_topics(
-    own_broker: EmbeddedBroker, settings: Settings
+    own_broker: EmbeddedBroker, loss_settings: Settings
 ) -> None:
+    settings = loss_settings
     ticket = example_ticket(WF)
     rolled_back = {"ai.route.provider": ticket.control.route, "ai.rollout.percent": 1.0}
     assert candidate_flags(ticket)["ai.route.provider"] != ticket.control.route  # a rollback is visible
