@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rollwatch.commands import RollbackCommand
-from rollwatch.control.consumer import ControlConsumer, Status
+from rollwatch.control.consumer import ControlConsumer
 from rollwatch.control.state import FlagMap, WorkflowFlags
 from rollwatch.gateway.cache import FlagCache
 from rollwatch.settings import Settings
@@ -86,14 +86,3 @@ class ControlSubscriber(ControlConsumer):
     def on_flag_state(self, state: WorkflowFlags) -> None:
         if self.cache.merge(state):
             self.counts["merged"] += 1
-
-    async def handle(
-        self,
-        raw: bytes | None,
-        partition: int | None = None,
-        offset: int | None = None,
-        sent: datetime | None = None,
-    ) -> Status | None:
-        """Check and apply one control message; what was done (None for an unreadable one)."""
-        verdict = await self.process(raw, partition, offset, sent)
-        return verdict.status if verdict.command is not None else None
