@@ -175,6 +175,7 @@ class ControlConsumer(ABC):
         self._releases: list[TopicPartition] = []
         self._control: list[TopicPartition] = []
         self._flags: list[TopicPartition] = []
+        self._paused_flags: list[TopicPartition] = []
         self._stopping = False
 
     # -- what a subclass decides ---------------------------------------------------------------
@@ -227,6 +228,10 @@ class ControlConsumer(ABC):
         """Everything is read and positioned; the loop starts next."""
         return None
 
+    async def on_reset(self, rewound: list[TopicPartition]) -> None:
+        """Partitions found empty or shorter than before (re-read from their start already)."""
+        return None
+
     async def after_batch(self) -> None:
         """One fetch handled (the flag store republishes what a ticket change made stale)."""
         return None
@@ -255,7 +260,8 @@ class ControlConsumer(ABC):
             if self.tail_flags:
                 self._flags = flags
             elif flags:
-                consumer.pause(*flags)
+                consumer.pause(*flags)  # read once; still watched for a reset (see ``on_reset``)
+                self._paused_flags = flags
             await self._position_control(consumer)
             await self.after_start()
         except BaseException:
@@ -299,7 +305,7 @@ class ControlConsumer(ABC):
         consumer = self._consumer
         control, releases = set(self._control), set(self._releases)
         tps = self._releases + self._control + self._flags
-        self.reset_watch = watch = ResetWatch(consumer, tps)
+        self.reset_watch = watch = ResetWatch(consumer, tps + self._paused_flags)
         await watch.check()
         while True:
             try:
@@ -309,7 +315,9 @@ class ControlConsumer(ABC):
                 await asyncio.sleep(0.5)
                 continue
             if not batches:
-                await watch.check()  # a recreated topic or a broker that came back empty
+                rewound = await watch.check()  # a recreated topic or a broker that came back empty
+                if rewound:
+                    await self.on_reset(rewound)
             for tp in sorted(batches, key=lambda tp: (tp not in releases, tp not in control)):
                 for record in batches[tp]:
                     try:

@@ -22,10 +22,16 @@ The decision (also in ``docs/control-protocol.md``, "After a broker loss"):
   workflow than its key. It is counted, audited and logged, never served, and the hash is
   replaced by what the flag store holds (deleted when it holds nothing for the workflow).
 
-Known limit: whoever can write Redis while the topic is lost can put back an *older*
+A flag store that keeps running through the loss still holds its state; it writes every
+document to the new flags topic again as soon as it notices the reset
+(:meth:`~rollwatch.flagstore.service.FlagStore.on_reset`).
+
+Known limits: whoever can write Redis while the topic is lost can put back an *older*
 signed document of the same workflow (a replay, not a forgery); nothing signed says which
 of two documents is newer once the log that ordered them is gone. Keep Redis writable by
-the flag store only.
+the flag store only. And the comparison happens once, at start: a flag store that starts
+on an emptied topic while Redis is unreachable serves the topic's (empty) state, logs it
+and counts it in ``rollwatch_flagstore_redis_errors_total``; it does not retry later.
 """
 
 from __future__ import annotations

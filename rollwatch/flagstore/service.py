@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from rollwatch.commands import RollbackCommand, rfc3339
@@ -182,6 +183,16 @@ class FlagStore(ControlConsumer):
             await self._publish_state(self.book.get(workflow) or WorkflowFlags(workflow))
         for workflow in list(self._redis_dirty):
             await self._sync_redis(workflow)
+
+    async def on_reset(self, rewound: list[TopicPartition]) -> None:
+        """A broker that came back empty lost the flags topic too: write every workflow's document again.
+
+        Otherwise a gateway started after the loss would find no document and serve the
+        ticket's candidate, although this store still holds (and serves) the rollback.
+        """
+        if any(tp.topic in (self.settings.topic_flags, self.settings.topic_control) for tp in rewound):
+            log.warning("flag store %s: the broker lost its log; re-publishing every flags document", self.name)
+            self._flags_dirty.update(self.book.workflows)
 
     def on_skipped(self, tp: Any, offset: int, exc: BaseException) -> None:
         super().on_skipped(tp, offset, exc)
