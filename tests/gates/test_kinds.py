@@ -33,7 +33,7 @@ from tests.gates.conftest import CANDIDATE, T0, WF, Traffic
 SCHEMA: Final[dict[str, Any]] = json.loads((SCHEMAS / "release-ticket.v1.json").read_text())
 GATE_NODE: Final = SCHEMA["$defs"]["gate"]
 SCHEMA_KINDS: Final[list[str]] = GATE_NODE["properties"]["kind"]["enum"]
-PARTS: Final = ("model", "evaluate", "windows", "explain", "check", "detected")
+PARTS: Final = ("model", "evaluate", "windows", "explain", "check", "detected", "sustained")
 COUNT_WINDOWS: Final = {f.name for f in dataclasses.fields(StreamsConfig) if f.type in ("int", int)}
 
 
@@ -91,6 +91,7 @@ def test_every_schema_kind_has_every_part(kind: str, ticket: Ticket) -> None:
     # The semantic check: the example is a valid ticket, so its gate has no issue.
     assert list(spec.check(gate, ticket.estimates)) == []
     assert isinstance(spec.detected(gate), bool)
+    assert spec.sustained(gate) >= 0
 
 
 def test_kind_checks_see_their_own_fields(ticket: Ticket) -> None:
@@ -101,6 +102,13 @@ def test_kind_checks_see_their_own_fields(ticket: Ticket) -> None:
     assert [loc for loc, _ in KINDS["schema_failure"].check(broken, ticket.estimates)] == [("control_rate_below",)]
     cost = _example_gate(ticket, "cost_per_task")
     assert [loc for loc, _ in KINDS["cost_per_task"].check(cost, None)] == [("kind",)]
+
+
+def test_only_latency_waits_for_a_sustained_breach(ticket: Ticket) -> None:
+    """The example's latency gate says ``sustained: 30m``; every other kind acts at once."""
+    for gate in ticket.gates:
+        expected = 30 * 60_000 if gate.kind == "latency_regression" else 0
+        assert KINDS[gate.kind].sustained(gate) == expected, gate.name
 
 
 def test_window_cap_is_the_route_states() -> None:

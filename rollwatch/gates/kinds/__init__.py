@@ -5,8 +5,9 @@ windows it needs the per-route state to keep, its explanation and its semantic c
 (the parts of :class:`~rollwatch.gates.kinds.spec.GateKind`). Everything else looks a
 kind up here by ``gate.kind``: the ticket model (:mod:`rollwatch.tickets.gates`), the
 explanation and semantic checks (:mod:`rollwatch.tickets.explain`,
-:mod:`rollwatch.tickets.semantics`), the evaluator dispatch (:mod:`rollwatch.gates.evaluate`)
-and the engine's window sizes (:mod:`rollwatch.gates.engine`).
+:mod:`rollwatch.tickets.semantics`), the loader's list of kinds, the evaluator dispatch
+and detector bank (:mod:`rollwatch.gates.evaluate`), the engine's window sizes
+(:mod:`rollwatch.gates.engine`) and the judge's ``sustained`` (:mod:`rollwatch.gates.judge`).
 
 Adding a kind: write its module, add it to :data:`KINDS` and :data:`AnyGate` below (the
 union is spelled out so type checkers see it), and to ``schemas/release-ticket.v1.json``;
@@ -54,7 +55,7 @@ from rollwatch.gates.kinds.schema_failure import SchemaFailureGate
 from rollwatch.gates.kinds.spec import GateKind, WindowNeed
 from rollwatch.gates.kinds.threshold import ThresholdGate
 
-__all__ = ["GATE_KINDS", "KINDS", "AnyGate", "Gate", "GateKind", "WindowNeed", "kind_of"]
+__all__ = ["GATE_KINDS", "KINDS", "AnyGate", "Gate", "GateKind", "WindowNeed"]
 
 KINDS: Final[Mapping[str, GateKind[Any]]] = {
     spec.kind: spec
@@ -84,8 +85,3 @@ AnyGate: TypeAlias = (
     | DriftGate
 )
 Gate = Annotated[AnyGate, Field(discriminator="kind")]
-
-
-def kind_of(gate: AnyGate) -> GateKind[Any]:
-    """The registry entry of ``gate``'s kind."""
-    return KINDS[gate.kind]

@@ -88,4 +88,10 @@ def _check(gate: LatencyRegressionGate, estimates: Estimates | None) -> Iterator
         yield ("baseline_window",), f"must be at least window ({format_duration(gate.window)})"
 
 
-KIND: Final = GateKind("latency_regression", LatencyRegressionGate, _evaluate, _windows, _explain, _check)
+def _sustained(gate: LatencyRegressionGate) -> int:
+    return int(gate.sustained)
+
+
+KIND: Final = GateKind(
+    "latency_regression", LatencyRegressionGate, _evaluate, _windows, _explain, _check, sustained=_sustained
+)

@@ -2,8 +2,9 @@
 
 A kind is its ticket record (``model``), how it is judged (``evaluate``), which count
 windows the per-route state must keep for it (``windows``), how it reads in plain words
-(``explain``), the cross-field rules the schema cannot say (``check``) and whether its
-guard runs a change detector (``detected``). Keeping them in one value is what lets a
+(``explain``), the cross-field rules the schema cannot say (``check``), whether its
+guard runs a change detector (``detected``) and how long a breach must last before the
+judge acts (``sustained``). Keeping them in one value is what lets a
 test prove that every kind in the JSON schema has all of them.
 """
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from rollwatch.gates.kinds.common import Arms
     from rollwatch.tickets.model import Estimates, Ticket
 
-__all__ = ["MAX_COUNT_WINDOW", "GateKind", "Issue", "WindowNeed", "guard_alpha", "never_detected"]
+__all__ = ["MAX_COUNT_WINDOW", "GateKind", "Issue", "WindowNeed", "at_once", "guard_alpha", "never_detected"]
 
 MAX_COUNT_WINDOW: Final = 1_000_000
 """The longest count window a route keeps (``rollwatch.streams.config``'s bound, checked equal in tests)."""
@@ -61,6 +62,11 @@ def never_detected(gate: object) -> bool:
     return False
 
 
+def at_once(gate: object) -> int:
+    """For kinds whose breach is acted on as soon as it is seen."""
+    return 0
+
+
 @dataclass(frozen=True, slots=True)
 class GateKind(Generic[G]):
     """Every part of one gate kind; see the module docstring."""
@@ -68,7 +74,11 @@ class GateKind(Generic[G]):
     kind: str
     model: type[G]
     evaluate: Callable[[G, Arms, int], GateResult]
-    """The gate's state at ``now_ms`` (event time) from both arms' windows."""
+    """The gate's state at ``now_ms`` (event time) from both arms' windows.
+
+    A detected gate reads its change detector from ``arms.detectors``, which
+    :func:`rollwatch.gates.evaluate.evaluate_gate` supplies; without a bank it has no verdict.
+    """
     windows: Callable[[G], tuple[WindowNeed, ...]]
     explain: Callable[[Ticket, G], tuple[str, str]]
     """(the breach condition, the minimum evidence) as clauses for :func:`rollwatch.tickets.explain.describe_gate`."""
@@ -76,6 +86,8 @@ class GateKind(Generic[G]):
     """Kind-specific semantic problems, paths relative to the gate."""
     detected: Callable[[G], bool] = never_detected
     """Whether the gate's guard runs a change detector (see :mod:`rollwatch.gates.detector`)."""
+    sustained: Callable[[G], int] = at_once
+    """How long (ms) a breach must last before the judge acts on it."""
 
     def parts(self) -> dict[str, Any]:
         """Every part by name (for the completeness test and tooling)."""
@@ -86,4 +98,5 @@ class GateKind(Generic[G]):
             "explain": self.explain,
             "check": self.check,
             "detected": self.detected,
+            "sustained": self.sustained,
         }
