@@ -21,11 +21,16 @@ Dependency direction. The ticket model is built from these records, so this pack
         <- tickets.{gates, model, explain, semantics, load}
         <- gates.{evaluate, engine, judge, promotion}
 
-A kind module must not import :mod:`rollwatch.tickets.model`, ``tickets.gates`` or the
-``rollwatch.tickets`` package at run time (a cycle), and it reads the per-route state only
-through the objects it is handed, importing :mod:`rollwatch.streams` for type checking
-only: loading a ticket must not pull in the stream machinery (river, scipy).
-``tests/gates/test_kinds.py`` checks that in a fresh interpreter.
+A kind module takes names at run time only from the leaves above and from
+``gates.{result, detector, sequential}`` (which therefore import the commands and the
+ticket catalogue for type checking only); never from ``tickets.model``, ``tickets.gates``
+or the ``rollwatch.tickets`` package itself. Loading any ticket submodule runs the
+package, which loads the model and so this package: :mod:`rollwatch.gates` imports the
+ticket package first so that this works whichever side is imported first. A kind reads
+the per-route state only through the objects it is handed and imports
+:mod:`rollwatch.streams` for type checking only: loading a ticket must not pull in the
+stream machinery (river, scipy). ``tests/gates/test_kinds.py`` checks both in fresh
+interpreters.
 """
 
 from __future__ import annotations
