@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from redis.asyncio import Redis
 
 from rollwatch.broker import EmbeddedBroker, free_port
 from rollwatch.kafka import ensure_topics
@@ -57,7 +58,7 @@ def control_settings_for(bootstrap_servers: str) -> Settings:
     )
 
 
-PRODUCTION_ENGINE = "rollwatch.gates.engine:production_factory"
+PRODUCTION_ENGINE = "rollwatch.agents.engine_factory:production_factory"
 
 
 @pytest.fixture
@@ -82,3 +83,15 @@ def live_worker(live_settings: Settings, tmp_path: Path) -> Iterator[WorkerProce
     yield process
     process.kill()
     print(f"----- worker (last lines) -----\n{process.tail(80)}")
+
+
+@pytest.fixture
+async def loss_settings(own_broker: EmbeddedBroker) -> AsyncIterator[Settings]:
+    """:func:`control_settings_for` the test's own broker; its Redis keys are deleted afterwards."""
+    made = control_settings_for(own_broker.bootstrap_servers)
+    yield made
+    client = Redis.from_url(made.redis_url)
+    keys = [key async for key in client.scan_iter(match=f"{made.redis_prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()

@@ -34,9 +34,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rollwatch.commands import RollbackCommand
+from rollwatch.control.verify import CommandChecker, TicketBook
 from rollwatch.events import Event
 from rollwatch.flagstore.service import FlagStore
-from rollwatch.flagstore.verify import CommandChecker, TicketBook
 from rollwatch.gates.engine import COMMAND_TTL_MS, Engine, EngineFactoryImpl
 from rollwatch.ops.traffic import for_ticket, publish_ticket
 from rollwatch.replay import replay_events
