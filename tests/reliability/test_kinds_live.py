@@ -34,8 +34,9 @@ Found here, not fixed (``rollwatch/gates`` and ``rollwatch/agents`` belong to ot
 * **A worker behind judges at the wall clock between grid points.** After every batch the
   pipeline evaluates its engines at the wall clock, while a backlog's event time is far
   behind. Gates then see other moments: quality-floor's 60 min average fired 11 min early
-  in event time (a window read at the wall clock would explain it, not traced), latency's ``sustained`` and the detectors see other
-  moments (latency never rolled back; safety 8 min and reviews 22 min late), and decisions
+  in event time (a window read at the wall clock would explain it, not traced); latency's
+  ``sustained`` and the detectors too (latency never rolled back; safety 8 min and reviews
+  22 min late); and decisions
   taken there carry no "decided on telemetry up to" note although their telemetry is 40
   minutes old. Command ids still match, since an id names the gate, episode and rung, not
   the moment. ``test_an_engine_judged_at_the_wall_clock_after_every_batch_decides_as_replay``
