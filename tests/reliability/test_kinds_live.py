@@ -36,9 +36,8 @@ Found here, not fixed (``rollwatch/gates`` and ``rollwatch/agents`` belong to ot
   behind. Gates then see other moments: quality-floor's 60 min average fired 11 min early
   in event time (a window read at the wall clock would explain it, not traced); latency's
   ``sustained`` and the detectors too (latency never rolled back; safety 8 min and reviews
-  22 min late); and decisions
-  taken there carry no "decided on telemetry up to" note although their telemetry is 40
-  minutes old. Command ids still match, since an id names the gate, episode and rung, not
+  22 min late); and decisions taken there carry no "decided on telemetry up to" note
+  although their telemetry is 40 minutes old. Command ids still match, since an id names the gate, episode and rung, not
   the moment. ``test_an_engine_judged_at_the_wall_clock_after_every_batch_decides_as_replay``
   shows it deterministically (the worker's loop with the clock pinned, xfail strict); the
   live comparisons it makes random are marked non-strict until it is fixed.
