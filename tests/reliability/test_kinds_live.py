@@ -103,7 +103,7 @@ READS: Final[dict[Regression, set[str]]] = {
 
 ALPHA: Final = 0.01
 SEGMENTS: Final = 8
-"""A ``by_segment`` gate's share of alpha is split over up to eight segments (the README's guarantee)."""
+"""A ``by_segment`` gate's share of alpha is split over up to eight segments (as rollwatch.gates.detector states)."""
 
 
 @dataclass(frozen=True, slots=True)
