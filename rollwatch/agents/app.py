@@ -52,6 +52,7 @@ from faust.types import TP
 
 from rollwatch.agents.changelog import ensure_changelog, guard_recovery
 from rollwatch.agents.control import ControlFeed, EscalationNotices, ManualCommands
+from rollwatch.agents.fetch import WorkerFaust
 from rollwatch.agents.metrics import CONTENT_TYPE, Metrics
 from rollwatch.agents.options import DEFAULT_GROUP, WorkerOptions
 from rollwatch.agents.otlp import OtlpBridge
@@ -218,7 +219,7 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
     """A faust app wired to ``engine_factory``; run it with ``faust.Worker(result.app).execute_from_commandline()``."""
     options = options or WorkerOptions()
     partitions = options.partitions or settings.telemetry_partitions
-    app = faust.App(options.group, **_faust_config(settings, options, partitions))
+    app = WorkerFaust(options.group, **_faust_config(settings, options, partitions))
     # Not one shared Schema: faust's Table overwrites the serializers of the schema it is given
     # (with json unless key_type/value_type are bytes), which would then break the topic too.
     telemetry = app.topic(
@@ -253,6 +254,7 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
     )
     feed = TicketFeed(settings, client_id=f"rollwatch-{runtime.worker}-tickets")
     pipeline = Pipeline(app, runtime, feed, options)
+    app.on_undecodable = pipeline.on_undecodable  # batches the consumer steps over (rollwatch.agents.fetch)
 
     def owned(tps: Any) -> set[int]:
         return {tp.partition for tp in tps if tp.topic == topics.telemetry}
@@ -348,6 +350,10 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
             "group": options.group,
             "ready": runtime.recovered and feed.ready.is_set() and not app.rebalancing,
             "changelog_resets": [asdict(reset) for reset in pipeline.changelog_resets],
+            "undecodable": {
+                "batches": pipeline.undecodable_total,
+                "last": [asdict(batch) for batch in pipeline.undecodable],
+            },
             "manual": {"counts": manual.counts, "last": manual.last},
         }
         return web.bytes(orjson.dumps(body), content_type="application/json")

@@ -60,6 +60,8 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from rollwatch.agents.changelog import ChangelogReset
+from rollwatch.agents.deadletter import dead_letter
+from rollwatch.agents.fetch import UndecodableBatch
 from rollwatch.agents.options import WorkerOptions
 from rollwatch.agents.records import Outgoing, SourceRecord
 from rollwatch.agents.runtime import Judgement, Runtime
@@ -109,6 +111,9 @@ class Pipeline:
         self._flusher: asyncio.Future[None] | None = None
         self.changelog_resets: deque[ChangelogReset] = deque(maxlen=64)
         """Changelog partitions found shorter than recovery had read, newest last (for ``/status``)."""
+        self.undecodable: deque[UndecodableBatch] = deque(maxlen=64)
+        """Record batches the consumer stepped over, newest last (for ``/status``)."""
+        self.undecodable_total = 0
 
     async def _send(self, out: Outgoing) -> Any:
         """Hand a record to aiokafka (not faust's send_soon buffer); the future resolves on broker ack."""
@@ -307,6 +312,36 @@ class Pipeline:
                 held,
                 sorted(lost),
             )
+
+    def on_undecodable(self, batch: UndecodableBatch) -> None:
+        """A record batch nobody can decode was stepped over (:mod:`rollwatch.agents.fetch`).
+
+        Counted, logged in one line and dead-lettered by its place (its bytes are not
+        available). The dead letter joins ``pending``, so it is on the broker before any
+        later event is acked and faust's commit moves past the batch.
+        """
+        self.undecodable.append(batch)
+        self.undecodable_total += 1
+        self.runtime.metrics.undecodable.labels(batch.topic).inc()
+        log.warning(
+            "stepped over an undecodable record batch %s[%d] offsets %d-%d: %s",
+            batch.topic,
+            batch.partition,
+            batch.first_offset,
+            batch.next_offset - 1,
+            batch.error,
+        )
+        source = SourceRecord(batch.topic, batch.partition, batch.first_offset, None, None)
+        reason = f"undecodable record batch (offsets {batch.first_offset}-{batch.next_offset - 1}): {batch.error}"
+        out = dead_letter(self.runtime.topics.deadletter, source, reason=reason, field=None, index=None, raw=None)
+        topics = self.runtime.topics
+        role = {topics.telemetry: "telemetry", topics.changelog: "changelog"}.get(batch.topic, batch.topic)
+        self.runtime.metrics.deadletters.labels(role).inc()
+
+        async def send() -> None:
+            await (await self._send(out))
+
+        self.pending.append(asyncio.ensure_future(send()))
 
     async def on_offsets_lost(self, partitions: set[int]) -> None:
         async with self.lock:
