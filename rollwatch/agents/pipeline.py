@@ -63,7 +63,7 @@ from rollwatch.agents.changelog import ChangelogReset
 from rollwatch.agents.deadletter import dead_letter
 from rollwatch.agents.fetch import UndecodableBatch
 from rollwatch.agents.options import WorkerOptions
-from rollwatch.agents.records import Outgoing, SourceRecord
+from rollwatch.agents.records import BoundedSet, Outgoing, SourceRecord
 from rollwatch.agents.runtime import Judgement, Runtime
 from rollwatch.agents.tickets import TicketFeed
 
@@ -114,6 +114,7 @@ class Pipeline:
         self.undecodable: deque[UndecodableBatch] = deque(maxlen=64)
         """Record batches the consumer stepped over, newest last (for ``/status``)."""
         self.undecodable_total = 0
+        self._undecodable_seen = BoundedSet(4096)
 
     async def _send(self, out: Outgoing) -> Any:
         """Hand a record to aiokafka (not faust's send_soon buffer); the future resolves on broker ack."""
@@ -318,8 +319,15 @@ class Pipeline:
 
         Counted, logged in one line and dead-lettered by its place (its bytes are not
         available). The dead letter joins ``pending``, so it is on the broker before any
-        later event is acked and faust's commit moves past the batch.
+        later event is acked and faust's commit moves past the batch. A batch read again by
+        this process (a rebalance or rewind re-reads uncommitted offsets) is not counted again;
+        a restarted worker counts and dead-letters it once more (at least once, like the rest).
         """
+        where = f"{batch.topic}/{batch.partition}/{batch.first_offset}"
+        if where in self._undecodable_seen:
+            log.debug("stepped over the undecodable record batch at %s again", where)
+            return
+        self._undecodable_seen.add(where)
         self.undecodable.append(batch)
         self.undecodable_total += 1
         self.runtime.metrics.undecodable.labels(batch.topic).inc()
