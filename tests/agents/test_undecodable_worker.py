@@ -44,7 +44,8 @@ async def committed(settings: Settings, group: str, partition: int) -> int | Non
     consumer = AIOKafkaConsumer(**client_options(settings), group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
-        return await consumer.committed(TopicPartition(settings.topic_telemetry, partition))
+        offset: int | None = await consumer.committed(TopicPartition(settings.topic_telemetry, partition))
+        return offset
     finally:
         await consumer.stop()
 
