@@ -254,7 +254,8 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
     )
     feed = TicketFeed(settings, client_id=f"rollwatch-{runtime.worker}-tickets")
     pipeline = Pipeline(app, runtime, feed, options)
-    app.on_undecodable = pipeline.on_undecodable  # batches the consumer steps over (rollwatch.agents.fetch)
+    # Record batches nobody can decode are stepped over and reported (rollwatch.agents.fetch).
+    app.on_undecodable = feed.on_undecodable = pipeline.on_undecodable
 
     def owned(tps: Any) -> set[int]:
         return {tp.partition for tp in tps if tp.topic == topics.telemetry}
@@ -307,7 +308,9 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
         app.task(otlp)
     # People's commands (issue 14): abort, pause, resume and approvals change what the judge may do.
     manual = ManualCommands(runtime, keyring_from_settings(settings), settings)
-    control_feed = ControlFeed(settings, client_id=f"rollwatch-{runtime.worker}-control")
+    control_feed = ControlFeed(
+        settings, client_id=f"rollwatch-{runtime.worker}-control", on_undecodable=pipeline.on_undecodable
+    )
 
     async def on_control(record: SourceRecord) -> None:
         async with pipeline.lock:

@@ -317,11 +317,14 @@ class Pipeline:
     def on_undecodable(self, batch: UndecodableBatch) -> None:
         """A record batch nobody can decode was stepped over (:mod:`rollwatch.agents.fetch`).
 
-        Counted, logged in one line and dead-lettered by its place (its bytes are not
-        available). The dead letter joins ``pending``, so it is on the broker before any
-        later event is acked and faust's commit moves past the batch. A batch read again by
-        this process (a rebalance or rewind re-reads uncommitted offsets) is not counted again;
-        a restarted worker counts and dead-letters it once more (at least once, like the rest).
+        Counted (metric, ``/status``) and logged in one line. A telemetry batch is also
+        dead-lettered by its place (its bytes are not available); the dead letter joins
+        ``pending``, so it is on the broker before any later event is acked and faust's
+        commit moves past the batch. Batches of the topics every worker tails (releases,
+        control) are only counted: each worker would dead-letter them again. A batch read
+        again by this process (a rebalance or rewind re-reads uncommitted offsets) is not
+        counted again; a restarted worker counts and dead-letters it once more (at least
+        once, like the rest).
         """
         where = f"{batch.topic}/{batch.partition}/{batch.first_offset}"
         if where in self._undecodable_seen:
@@ -339,12 +342,12 @@ class Pipeline:
             batch.next_offset - 1,
             batch.error,
         )
+        if batch.topic != self.runtime.topics.telemetry:
+            return
         source = SourceRecord(batch.topic, batch.partition, batch.first_offset, None, None)
         reason = f"undecodable record batch (offsets {batch.first_offset}-{batch.next_offset - 1}): {batch.error}"
         out = dead_letter(self.runtime.topics.deadletter, source, reason=reason, field=None, index=None, raw=None)
-        topics = self.runtime.topics
-        role = {topics.telemetry: "telemetry", topics.changelog: "changelog"}.get(batch.topic, batch.topic)
-        self.runtime.metrics.deadletters.labels(role).inc()
+        self.runtime.metrics.deadletters.labels("telemetry").inc()
 
         async def send() -> None:
             await (await self._send(out))

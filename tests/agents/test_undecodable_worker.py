@@ -1,11 +1,13 @@
-"""A live worker steps over a telemetry record batch nobody can decode, and so does its successor (issue 15).
+"""A live worker steps over record batches nobody can decode, and so does its successor (issue 15).
 
-The batch is real bytes on the embedded broker (:mod:`tests.rawbatch`: three records
-flagged snappy over bytes that are not snappy, valid CRC), between good telemetry on the
-workflow's partition. Before, faust's drain loop died on ``DecompressionError`` and a
-restarted worker died again on the same batch. Offsets are held uncommitted (long commit
-interval, then SIGKILL), so the second worker reads the bad batch again: the restart
-path is exercised, not assumed.
+The batches are real bytes on the embedded broker (:mod:`tests.rawbatch`: records flagged
+snappy over bytes that are not snappy, valid CRC): three records between good telemetry
+on the workflow's partition, and one on every partition of the releases and control
+topics, which the worker tails outside faust (a newer ticket after it must still arrive).
+Before, faust's drain loop died on ``DecompressionError`` and a restarted worker died again
+on the same batch; the releases feed retried the batch forever. Offsets are held
+uncommitted (long commit interval, then SIGKILL), so the second worker reads the bad batch
+again: the restart path is exercised, not assumed.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ def errors(status: dict[str, Any] | None) -> int:
     if not status or WF not in status["workflows"]:
         return -1
     return int(status["workflows"][WF]["engine"]["counts"].get("candidate", {}).get("errors", 0))
+
+
+def revision(status: dict[str, Any] | None) -> int:
+    if not status or WF not in status["workflows"]:
+        return -1
+    return int(status["workflows"][WF]["engine"]["ticket"]["revision"])
 
 
 def skipped(status: dict[str, Any] | None) -> int:
@@ -95,6 +103,18 @@ async def test_a_worker_steps_over_an_undecodable_batch_counts_what_follows_and_
     assert letter["raw"] is None  # aiokafka's C reader does not expose the batch's bytes
     lines = [line for line in first.tail(400).splitlines() if "undecodable record batch" in line]
     assert len(lines) == 1, lines
+
+    # The releases and control feeds: a bad batch on each partition, then a new ticket revision.
+    tails = [(kafka_settings.topic_releases, p) for p in range(kafka_settings.control_partitions)]
+    tails += [(kafka_settings.topic_control, p) for p in range(kafka_settings.control_partitions)]
+    for topic, p in tails:
+        await produce_raw(kafka_settings, topic, p, corrupt_snappy_batch(WF.encode()))
+    await produce(kafka_settings, kafka_settings.topic_releases, [(WF.encode(), ticket("rel-1", 2, 10_000))])
+    await wait_until(lambda: revision(first.status()) == 2, what="the ticket after the bad releases batch")
+    await wait_until(lambda: skipped(first.status()) == 1 + len(tails), what="every bad batch counted")
+    status = first.status()
+    assert status is not None
+    assert sorted((b["topic"], b["partition"]) for b in status["undecodable"]["last"][1:]) == sorted(tails)
     assert "Drain messages raised" not in first.tail(400)
 
     # Crash with the offsets still uncommitted: the next worker reads the bad batch again.
@@ -105,12 +125,15 @@ async def test_a_worker_steps_over_an_undecodable_batch_counts_what_follows_and_
     await errors_in(kafka_settings, "c", 2)
     await wait_until(lambda: errors(second.status()) == 12, what="2 more events after the restart")
     status = second.status()
-    assert status is not None and skipped(status) == 1
+    assert status is not None and skipped(status) == 1 + len(tails)
+    assert revision(status) == 2
     assert status["workflows"][WF]["engine"]["duplicates"] == 0
     # It read the batch again (during recovery and after the rewind of uncommitted offsets):
     # one count and one log line per process; a second dead letter, at least once like the rest.
-    assert len([line for line in second.tail(400).splitlines() if "stepped over an undecodable" in line]) == 1
+    assert len([line for line in second.tail(400).splitlines() if "stepped over an undecodable" in line]) == 1 + len(
+        tails
+    )
     assert "Drain messages raised" not in second.tail(400)
     letters = [orjson.loads(r.value) for r in await read_topic(kafka_settings, kafka_settings.topic_deadletter)]
-    assert [letter["source"]["offset"] for letter in letters] == [bad_at, bad_at]
+    assert [letter["source"]["offset"] for letter in letters] == [bad_at, bad_at]  # tails: not dead-lettered
     second.check_alive()
