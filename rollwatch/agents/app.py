@@ -299,7 +299,13 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
     app.task(releases)
 
     if settings.topic_otlp:  # OTLP spans from the Collector, re-published as telemetry (rollwatch.agents.otlp)
-        bridge = OtlpBridge(settings, options, tickets=runtime.tickets.get, registry=metrics.registry)
+        bridge = OtlpBridge(
+            settings,
+            options,
+            tickets=runtime.tickets.get,
+            registry=metrics.registry,
+            on_undecodable=pipeline.on_undecodable,
+        )
 
         async def otlp() -> None:
             await pipeline.wait_for_tickets()
