@@ -76,7 +76,7 @@ MID_RELEASE = {
 def test_a_regression_two_hours_in_is_caught_within_its_bound_budget(ticket: Ticket, regression: Regression) -> None:
     import math
 
-    from rollwatch.gates.detector import info_bound
+    from rollwatch.gates.detector import ODDS_RATIOS, info_bound
     from rollwatch.gates.evaluate import detector_bank
     from rollwatch.tickets.gates import MsprtGuard
 
@@ -84,10 +84,11 @@ def test_a_regression_two_hours_in_is_caught_within_its_bound_budget(ticket: Tic
     guarded = ticket.gate(gate).model_copy(update={"guard": MsprtGuard(method="msprt", alpha=0.01)})
     ticket = ticket.model_copy(update={"gates": tuple(guarded if g.name == gate else g for g in ticket.gates)})
     bank = detector_bank(ticket)
-    log_a = bank.log_a(per_segment=ticket.gate(gate).by_segment)
     # The information bound for alpha, scaled by what the release-wide guarantee costs
-    # (log A over log 1/alpha), with half again for noise and the control's confidence margin,
+    # (log A over log 1/alpha) and what not knowing the effect's size costs (log of the
+    # mixture's size), with half again for noise and the control's confidence margin,
     # plus two minutes of judging grid.
+    log_a = bank.log_a(per_segment=ticket.gate(gate).by_segment) + math.log(len(ODDS_RATIOS))
     calls = info_bound(after, null, bank.alpha) * log_a / math.log(1 / bank.alpha) * 1.5
     budget_ms = calls / per_second * 1000 + 2 * 60_000
     traffic = Traffic(
