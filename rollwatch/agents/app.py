@@ -51,8 +51,8 @@ from faust.sensors.monitor import Monitor
 from faust.types import TP
 
 from rollwatch.agents.changelog import ensure_changelog, guard_recovery
+from rollwatch.agents.consumer import WorkerFaust
 from rollwatch.agents.control import ControlFeed, EscalationNotices, ManualCommands
-from rollwatch.agents.fetch import WorkerFaust
 from rollwatch.agents.metrics import CONTENT_TYPE, Metrics
 from rollwatch.agents.options import DEFAULT_GROUP, WorkerOptions
 from rollwatch.agents.otlp import OtlpBridge
@@ -254,7 +254,7 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
     )
     feed = TicketFeed(settings, client_id=f"rollwatch-{runtime.worker}-tickets")
     pipeline = Pipeline(app, runtime, feed, options)
-    # Record batches nobody can decode are stepped over and reported (rollwatch.agents.fetch).
+    # Record batches nobody can decode are stepped over and reported (rollwatch.agents.consumer, .fetch).
     app.on_undecodable = feed.on_undecodable = pipeline.on_undecodable
 
     def owned(tps: Any) -> set[int]:

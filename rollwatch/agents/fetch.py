@@ -9,11 +9,12 @@ batch in the failing partition. faust's ``_drain_messages`` logs the exception a
 worker stops; a restarted worker stops again on the same batch: one corrupt producer
 halts monitoring of every workflow on the partition, forever.
 
-The hook is a subclass chain, not a patch: :class:`WorkerFaust` (a ``faust.App``) builds
-its transport from :class:`SkippingTransport`, whose consumer runs a
-:class:`SkippingConsumerThread`, whose ``_fetch_records`` (faust's one call into the
-aiokafka fetcher) goes through :func:`fetch_skipping`. On an exception raised while a
-batch was being unpacked, :func:`locate` reads from the traceback where it happened:
+The hook for faust is a subclass chain, not a patch (:mod:`rollwatch.agents.consumer`):
+the worker's faust consumer thread sends its one call into the aiokafka fetcher through
+:func:`fetch_skipping`; the plain aiokafka consumers the worker runs beside faust (the
+releases and control feeds, the OTLP bridge) wrap their ``getmany`` in it. On an
+exception raised while a batch was being unpacked, :func:`locate` reads from the
+traceback where it happened:
 the partition and batch (``PartitionRecords._unpack_records``: ``tp``, ``next_batch``),
 the good records of that partition decoded before it (``FetchResult.getall``:
 ``ret_list``) and the records of other partitions already drained (``fetched_records``:
@@ -24,37 +25,24 @@ Reading frame locals is what makes this exact (nothing lost, one skip per batch,
 batch's real extent) without copying aiokafka's unpacking loop; it depends on aiokafka's
 internal names, so ``tests/agents/test_fetch.py`` drives the real library into the fault
 and fails if any of those names or frames change. Should they change, :func:`locate`
-finds nothing and the exception propagates as before (the worker stops; nothing skipped
-silently). The batch's raw bytes are not available: aiokafka's C record reader does not
-expose its buffer, so the dead letter names topic, partition and offsets instead.
+finds nothing (a frame without the names it expects counts as a change) and the exception
+propagates as before (the worker stops; nothing is skipped or lost silently). The batch's
+raw bytes are not available: aiokafka's C record reader does not expose its buffer, so the
+dead letter names topic, partition and offsets instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import CodeType, TracebackType
 from typing import Any
 
-import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.consumer.fetcher import Fetcher, FetchResult, PartitionRecords
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, Transport
-from faust.types.transports import TransportT
 
-__all__ = [
-    "SkippingConsumer",
-    "SkippingConsumerThread",
-    "SkippingTransport",
-    "UndecodableBatch",
-    "WorkerFaust",
-    "fetch_skipping",
-    "locate",
-]
-
-log = logging.getLogger(__name__)
+__all__ = ["UndecodableBatch", "fetch_skipping", "locate"]
 
 _UNPACK: CodeType = PartitionRecords._unpack_records.__code__
 _GETALL: CodeType = FetchResult.getall.__code__
@@ -92,13 +80,17 @@ def locate(exc: BaseException) -> _Failure | None:
     while tb is not None:
         code, local = tb.tb_frame.f_code, tb.tb_frame.f_locals
         if code is _FETCHED:
-            drained = dict(local.get("drained") or {})
+            if "drained" not in local:
+                return None
+            drained = dict(local["drained"])
         elif code is _GETALL:
-            decoded = list(local.get("ret_list") or [])
+            if "ret_list" not in local:
+                return None
+            decoded = list(local["ret_list"])
         elif code is _UNPACK:
             unpack = local
         tb = tb.tb_next
-    if unpack is None or not isinstance(unpack.get("tp"), TopicPartition):
+    if unpack is None or not isinstance(unpack.get("tp"), TopicPartition) or "self" not in unpack:
         return None
     tp: TopicPartition = unpack["tp"]
     records = unpack.get("self")
@@ -140,57 +132,3 @@ async def fetch_skipping(
     if failure.decoded:
         out[failure.tp] = failure.decoded
     return out
-
-
-class SkippingConsumerThread(AIOKafkaConsumerThread):
-    """faust's aiokafka consumer thread whose fetches step over undecodable batches.
-
-    It runs in its own thread and event loop: ``on_skip`` is called on the app's loop.
-    """
-
-    async def _fetch_records(
-        self,
-        consumer: AIOKafkaConsumer,
-        active_partitions: Any,
-        timeout: float | None = None,
-        max_records: int | None = None,
-    ) -> Any:
-        parent = super()._fetch_records
-
-        def fetch() -> Awaitable[Mapping[TopicPartition, list[Any]]]:
-            return parent(consumer, active_partitions, timeout=timeout, max_records=max_records)
-
-        return await fetch_skipping(consumer, fetch, self._skipped)
-
-    def _skipped(self, batch: UndecodableBatch) -> None:
-        app = self.app
-        hook = getattr(app, "on_undecodable", None)
-        if hook is None:
-            log.error("stepped over an undecodable record batch: %s", batch)
-            return
-        self.parent_loop.call_soon_threadsafe(hook, batch)
-
-
-class SkippingConsumer(Consumer):
-    """faust's aiokafka consumer, running a :class:`SkippingConsumerThread`."""
-
-    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
-        return SkippingConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-
-class SkippingTransport(Transport):
-    """faust's aiokafka transport with :class:`SkippingConsumer`."""
-
-    Consumer = SkippingConsumer
-
-
-class WorkerFaust(faust.App):
-    """The worker's faust app: consumes through :class:`SkippingTransport`.
-
-    ``on_undecodable`` (set by the worker) hears of every batch stepped over, on the app's loop.
-    """
-
-    on_undecodable: Callable[[UndecodableBatch], None] | None = None
-
-    def _new_transport(self) -> TransportT:
-        return SkippingTransport(self.conf.broker_consumer, self)
