@@ -39,9 +39,9 @@ import pytest
 
 from rollwatch.broker import EmbeddedBroker
 from rollwatch.commands import RollbackCommand, decode_command
+from rollwatch.control.verify import CommandChecker, TicketBook
 from rollwatch.events import Event, encode_events
 from rollwatch.flagstore.service import FlagStore
-from rollwatch.flagstore.verify import CommandChecker, TicketBook
 from rollwatch.gates.engine import COMMAND_TTL_MS, Engine, EngineFactoryImpl
 from rollwatch.kafka import ensure_topics
 from rollwatch.ops.traffic import batches, for_ticket, publish_ticket
@@ -56,7 +56,7 @@ from tests.reliability.conftest import control_settings_for
 
 pytestmark = pytest.mark.integration
 
-ENGINE = "rollwatch.gates.engine:production_factory"
+ENGINE = "rollwatch.agents.engine_factory:production_factory"
 BEHIND_MS = 10 * 60_000
 BLIP = "support-summary-blip"
 
