@@ -1,6 +1,6 @@
 """SIGKILL the production worker mid-batch and right after its command: one command message, state intact.
 
-Three real worker processes (``rollwatch.gates.engine:production_factory``, signing with
+Three real worker processes (``rollwatch.agents.engine_factory:production_factory``, signing with
 the test keyring's worker key) share one consumer group and changelog:
 
 1. the first folds part A1 of the telemetry, checkpoints it, folds part of A2 and is
@@ -48,7 +48,7 @@ from tests.reliability.conftest import control_settings_for
 
 pytestmark = pytest.mark.integration
 
-ENGINE = "rollwatch.gates.engine:production_factory"
+ENGINE = "rollwatch.agents.engine_factory:production_factory"
 MINUTE = 60_000
 SPAN_MS = 8 * MINUTE
 ONSET_MS = 4 * MINUTE
