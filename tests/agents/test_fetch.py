@@ -3,16 +3,21 @@
 :mod:`rollwatch.agents.fetch` reads aiokafka internals (the frames of
 ``Fetcher.fetched_records``, ``FetchResult.getall`` and ``PartitionRecords._unpack_records``).
 These tests drive the installed library into the fault on a real broker, so they fail if
-aiokafka changes shape; the live worker is tested in ``test_undecodable_worker.py``.
+aiokafka changes shape; the last test does the same for the faust methods
+:mod:`rollwatch.agents.consumer` overrides. The live worker is tested in
+``test_undecodable_worker.py``.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 
+from rollwatch.agents.consumer import SkippingConsumer, SkippingConsumerThread, SkippingTransport, WorkerFaust
 from rollwatch.agents.fetch import UndecodableBatch, fetch_skipping, locate
 from rollwatch.kafka import client_options, ensure_topics
 from rollwatch.settings import Settings
@@ -104,3 +109,15 @@ def test_an_error_raised_outside_record_unpacking_is_not_taken_for_a_bad_batch()
         raise RuntimeError("broker said no")
     except RuntimeError as exc:
         assert locate(exc) is None
+
+
+async def test_the_worker_app_reads_through_the_skipping_consumer_thread() -> None:
+    """faust still builds its consumer from the overridden factories, and calls what is overridden."""
+    app = WorkerFaust("rw-shape", broker="kafka://127.0.0.1:1", autodiscover=False)
+    assert type(app.transport) is SkippingTransport
+    assert type(app.consumer) is SkippingConsumer
+    assert type(app.consumer._thread) is SkippingConsumerThread
+    assert "_new_consumer_thread" in vars(Consumer)
+    upstream = inspect.signature(AIOKafkaConsumerThread._fetch_records)
+    assert list(upstream.parameters) == ["self", "consumer", "active_partitions", "timeout", "max_records"]
+    assert "self._fetch_records" in inspect.getsource(AIOKafkaConsumerThread.getmany)
