@@ -59,6 +59,8 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, Final
 
+from faust.types import TP
+
 from rollwatch.agents.changelog import ChangelogReset
 from rollwatch.agents.deadletter import dead_letter
 from rollwatch.agents.fetch import UndecodableBatch
@@ -175,6 +177,7 @@ class Pipeline:
                 if produced:
                     stages["wait"].observe(max(0.0, time.time() - min(produced) / 1000))
                 fold = runtime.fold(records)
+                self._note_backlog(records, full=len(events) >= self.options.batch_max)
                 t1 = time.perf_counter()
                 for out in fold.deadletters:
                     self.pending.append(await self._send(out))
@@ -195,6 +198,19 @@ class Pipeline:
             except asyncio.CancelledError:
                 self.halted = True
                 raise
+
+    def _note_backlog(self, records: Sequence[SourceRecord], *, full: bool) -> None:
+        """Mark the partitions this batch did not read to the end (see :mod:`rollwatch.agents.backlog`)."""
+        last: dict[int, int] = {}
+        for r in records:
+            if r.offset > last.get(r.partition, -1):
+                last[r.partition] = r.offset
+        for partition, offset in last.items():
+            try:
+                high = self.app.consumer.highwater(TP(self.runtime.topics.telemetry, partition))
+            except Exception:  # no consumer (a test double) or no fetch yet: nothing known to wait
+                high = None
+            self.runtime.backlog.saw(partition, offset, int(high) if high is not None else None, full=full)
 
     def _due(self) -> bool:
         return (

@@ -28,8 +28,12 @@ class WorkflowEngine(Protocol):
     def apply(self, events: Sequence[Event]) -> ApplyStats:
         """Fold events (all of this workflow) into the windows; never raises on event content."""
 
-    def evaluate(self, now_ms: int) -> list[Emission]:
-        """Judge the gates at ``now_ms``; commands to publish (deterministic ``command_id``)."""
+    def evaluate(self, now_ms: int, *, backlog: bool = False) -> list[Emission]:
+        """Judge the gates at ``now_ms``; commands to publish (deterministic ``command_id``).
+
+        ``backlog``: more of this workflow's telemetry is waiting in the log, so an engine
+        that judges on event time may leave the clock's judgement until it has caught up.
+        """
 
     def readings(self) -> list[GateReading]:
         """The gate values of the last evaluation."""

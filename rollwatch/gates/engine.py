@@ -249,18 +249,35 @@ class Engine:
 
     # -- judging -----------------------------------------------------------------------------
 
-    def evaluate(self, now_ms: int) -> list[Emission]:
+    def evaluate(self, now_ms: int, *, backlog: bool = False) -> list[Emission]:
         """Judge every gate at ``now_ms`` and turn rollbacks and promotions into commands.
 
         Commands decided on the event-time grid since the last call come first, and their
         decisions lead ``last_decisions``.
+
+        ``backlog``: the caller knows more of this workflow's telemetry is waiting to be
+        read. Then, while the newest event is more than a grid step older than ``now_ms``,
+        only the event-time grid judges: a judgement at the clock would read windows cut
+        tens of minutes ahead of the telemetry and move sustained clocks and detectors to
+        moments replay never sees (latency never rolled back, reviews 22 minutes late,
+        quality 11 minutes early: ``tests/reliability/test_kinds_live.py``). A quiet
+        workflow has nothing waiting, so it is still judged at the clock.
         """
         queued, self._queued = self._queued, []
         decided, self._queued_decisions = self._queued_decisions, []
+        if backlog and self.behind(now_ms):
+            if decided:
+                self.last_decisions = decided
+            return queued
         emissions = self._evaluate(now_ms)
         if decided:
             self.last_decisions = decided + self.last_decisions
         return queued + emissions
+
+    def behind(self, now_ms: int) -> bool:
+        """True while the newest event is more than one event-time grid step older than ``now_ms``."""
+        every, newest = self._judge_every_ms, self.state.max_ts_ms
+        return every is not None and newest is not None and now_ms - newest > every
 
     def _evaluate(self, now_ms: int) -> list[Emission]:
         ticket = self.ticket

@@ -120,7 +120,7 @@ class FakeEngine:
     def _errors(self) -> int:
         return self.counts.get("candidate", {}).get("errors", 0)
 
-    def evaluate(self, now_ms: int) -> list[Emission]:
+    def evaluate(self, now_ms: int, *, backlog: bool = False) -> list[Emission]:
         if self.ticket is None:
             self._readings = []
             return []

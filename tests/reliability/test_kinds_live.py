@@ -29,18 +29,12 @@ comes 35 minutes after the onset; the release ends before its second rung (50 mi
 and well clear of any decision, so the worker's wall-clock judgments after the backlog
 have nothing of their own to add.
 
-Found here, not fixed (``rollwatch/gates`` and ``rollwatch/agents`` belong to others):
-
-* **A worker behind judges at the wall clock between grid points.** After every batch the
-  pipeline evaluates its engines at the wall clock, while a backlog's event time is far
-  behind. Gates then see other moments: quality-floor's 60 min average fired 11 min early
-  in event time (a window read at the wall clock would explain it, not traced); latency's
-  ``sustained`` and the detectors too (latency never rolled back; safety 8 min and reviews
-  22 min late); and decisions taken there carry no "decided on telemetry up to" note
-  although their telemetry is 40 minutes old. Command ids still match, since an id names the gate, episode and rung, not
-  the moment. ``test_an_engine_judged_at_the_wall_clock_after_every_batch_decides_as_replay``
-  shows it deterministically (the worker's loop with the clock pinned, xfail strict); the
-  live comparisons it makes random are marked non-strict until it is fixed.
+Found here and fixed: a worker behind judged at the wall clock after every batch, tens of
+minutes ahead of its telemetry (latency never rolled back, reviews 22 minutes late,
+quality 11 minutes early), while command ids still matched. Now an engine whose partition
+has telemetry waiting is judged on the event-time grid only (``rollwatch/agents/backlog.py``,
+``Engine.evaluate``'s ``backlog``); the engine-level test pins the loop, the live checks
+compare moments and numbers, not only ids.
 """
 
 from __future__ import annotations
@@ -287,15 +281,6 @@ def onset_ms(run: Run, workflow: str) -> int:
     return run.made[workflow].start_ms + ONSET_MS
 
 
-BEHIND_JUDGED_ON_THE_WALL_CLOCK: Final = (
-    "found here: a worker catching up also judges at the wall clock after every batch, between event-time "
-    "grid points: windows cut at the wall clock, sustained and detectors decide at other moments than replay, "
-    "or never (deterministic: test_an_engine_judged_at_the_wall_clock_after_every_batch_decides_as_replay)"
-)
-MAY_DIFFER: Final = pytest.mark.xfail(strict=False, reason=BEHIND_JUDGED_ON_THE_WALL_CLOCK)
-"""Live outcomes that depend on how batches and wall-clock judgments interleave, until that is fixed."""
-
-
 def first_decision(run: Run, regression: Regression) -> dict[str, Any]:
     return fired(run, f"kind-{regression}")[0]
 
@@ -312,9 +297,7 @@ def test_replay_catches_an_onset_two_hours_in_by_a_gate_reading_it(run: Run, reg
     assert decisions[0]["kind"] == "rollback", f"{wf}: {when}"
 
 
-@pytest.mark.parametrize(
-    "regression", [pytest.param(r, marks=MAY_DIFFER) if r in ("latency", "reviews") else r for r in REGRESSIONS]
-)
+@pytest.mark.parametrize("regression", REGRESSIONS)
 def test_the_live_worker_publishes_replays_first_rollback(run: Run, regression: Regression) -> None:
     """Same command id, gate, action and flags as replay's first rollback of the regressed workflow."""
     first = first_decision(run, regression)
@@ -350,7 +333,6 @@ def test_the_worker_publishes_no_command_replay_does_not_decide(run: Run) -> Non
     assert not extra, f"worker only: {extra}"
 
 
-@MAY_DIFFER
 def test_the_worker_publishes_exactly_what_replay_decides(run: Run) -> None:
     """Every command replay decides for any of the workflows, each once; nothing of the worker's own."""
     assert run.got == run.expected, f"worker {run.got} != replay {run.expected} (caught up in {run.caught_up_s:.1f}s)"
@@ -359,7 +341,6 @@ def test_the_worker_publishes_exactly_what_replay_decides(run: Run) -> None:
 DECIDED: Final = re.compile(r"decided on telemetry up to (\S+?),")
 
 
-@MAY_DIFFER
 def test_the_worker_decided_at_the_same_event_time_on_the_same_evidence(run: Run) -> None:
     """Same id is not enough (an id names the gate's episode and rung, not when): the moment and the numbers.
 
@@ -389,21 +370,14 @@ WALL_MS: Final = 1_796_524_000_000
 """A fixed wall clock for the engine-level test (its minute phase moves where decisions land)."""
 
 
-@pytest.mark.parametrize(
-    "regression",
-    [
-        pytest.param(r, marks=pytest.mark.xfail(strict=True, reason=BEHIND_JUDGED_ON_THE_WALL_CLOCK))
-        for r in REGRESSIONS
-        if r != "errors"
-    ]
-    + ["errors", "none"],
-)
+@pytest.mark.parametrize("regression", [*REGRESSIONS, "none"])
 def test_an_engine_judged_at_the_wall_clock_after_every_batch_decides_as_replay(regression: Regression) -> None:
     """The worker's loop without the worker: fold a batch, judge at the wall clock, for the whole backlog.
 
     What the worker's pipeline does for a workflow with traffic (``runtime.judge(touched,
-    wall_ms())`` after each batch), with the engine its factory builds and the clock pinned,
-    and the telemetry pinned (``WALL_MS``), so the interleaving and the outcome are fixed. Replay is the reference:
+    wall_ms())`` after each batch, with ``backlog`` true while the batch did not reach the
+    end of the log), with the engine its factory builds, the clock and the telemetry pinned
+    (``WALL_MS``), so the interleaving and the outcome are fixed. Replay is the reference:
     every command id it decides, decided at the same event time, and no other.
     """
     wf = f"kind-{regression}" if regression != "none" else IDENTICAL
@@ -420,9 +394,10 @@ def test_an_engine_judged_at_the_wall_clock_after_every_batch_decides_as_replay(
     decided: dict[str, int] = {}
     seen: dict[str, str] = {}
     onset = wall_ms - 5_000 - DURATION_MS + ONSET_MS
-    for batch in batches(iter(events), 250):
+    chunks = list(batches(iter(events), 250))
+    for i, batch in enumerate(chunks):
         engine.apply(batch)
-        emitted = {e.command.command_id for e in engine.evaluate(wall_ms)}
+        emitted = {e.command.command_id for e in engine.evaluate(wall_ms, backlog=i < len(chunks) - 1)}
         for d in engine.last_decisions:
             if d.command_id in emitted:
                 decided[d.command_id] = d.at_ms
