@@ -52,7 +52,7 @@ from rollwatch.commands import (
 )
 from rollwatch.events import Event
 from rollwatch.flagstore.effects import plan_percents
-from rollwatch.gates.detector import DetectorBank
+from rollwatch.gates.bank import DetectorBank
 from rollwatch.gates.errors import EngineStateError
 from rollwatch.gates.evaluate import Arms, detector_bank, evaluate_gate
 from rollwatch.gates.judge import JudgeMemory, judge

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from rollwatch.gates.detector import DetectorBank, expected_log_lr
+from rollwatch.gates.bank import DetectorBank
+from rollwatch.gates.detector import expected_log_lr
 from rollwatch.gates.result import EvidenceRef, GateResult, GateState
 from rollwatch.gates.sequential import GuardVerdict
 from rollwatch.streams.bucket import WindowStats

@@ -45,7 +45,7 @@ from rollwatch.streams.sketch import QuantileSketch, SketchMapping, mapping_for
 __all__ = ["Bucket", "TimeWindows", "WindowStats"]
 
 _CACHE_SIZE: Final = 6
-_SUMMED_NAMES: Final = (*INT_FIELDS, "latency_sum", "quality_sum")
+_SUMMED_NAMES: Final = (*INT_FIELDS, "latency_sum", "quality_sum", "quality_sq")
 _SUMMED: Final = attrgetter(*_SUMMED_NAMES)
 """Merged ranges kept per route: a gate asks a handful (30 min, 60 min, 7-day baseline)."""
 

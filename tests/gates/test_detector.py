@@ -14,7 +14,8 @@ import orjson
 import pytest
 
 from rollwatch.events import CallEvent
-from rollwatch.gates.detector import MINUTE_MS, BernoulliDetector, DetectorBank, log_threshold
+from rollwatch.gates.bank import DetectorBank
+from rollwatch.gates.detector import MINUTE_MS, BernoulliDetector, log_threshold
 from rollwatch.gates.engine import Engine
 from rollwatch.gates.evaluate import detector_bank
 from rollwatch.tickets.model import Ticket
