@@ -131,6 +131,34 @@ class QuantileSketch:
         self._zeros += other._zeros
         self._count += other._count
 
+    def subtract(self, other: QuantileSketch) -> None:
+        """Remove every value ``other`` holds, which must all have been merged in before.
+
+        Bins are integer counts, so this undoes :meth:`merge` exactly: a sliding window
+        of buckets is kept as one running sketch (add the newest bucket, subtract the
+        one that left) instead of being re-merged from every bucket at each query.
+        """
+        if other.mapping.accuracy != self.mapping.accuracy:
+            raise InvalidQuery(
+                f"cannot subtract sketches of accuracy {other.mapping.accuracy} and {self.mapping.accuracy}"
+            )
+        if not other._count:
+            return
+        if other._count > self._count or other._zeros > self._zeros:
+            raise InvalidQuery("cannot subtract a sketch that was not merged in")
+        bins = self._bins if self._bins is not None else self._thaw()
+        self._memo = None
+        for key, count in other.items():
+            left = bins.get(key, 0) - count
+            if left > 0:
+                bins[key] = left
+            elif left == 0:
+                del bins[key]
+            else:
+                raise InvalidQuery("cannot subtract a sketch that was not merged in")
+        self._zeros -= other._zeros
+        self._count -= other._count
+
     @property
     def count(self) -> int:
         return self._count

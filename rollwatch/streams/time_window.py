@@ -44,10 +44,45 @@ from rollwatch.streams.sketch import QuantileSketch, SketchMapping, mapping_for
 # Bucket and WindowStats live in ``bucket``; re-exported here, where callers first found them.
 __all__ = ["Bucket", "TimeWindows", "WindowStats"]
 
-_CACHE_SIZE: Final = 6
+_SLOTS: Final = 6
+"""Running merges kept per route: a gate asks a handful (30 min, 60 min, 7-day baseline)."""
 _SUMMED_NAMES: Final = (*INT_FIELDS, "latency_sum", "quality_sum", "quality_sq")
 _SUMMED: Final = attrgetter(*_SUMMED_NAMES)
-"""Merged ranges kept per route: a gate asks a handful (30 min, 60 min, 7-day baseline)."""
+
+
+class _Slot:
+    """A running merge of some buckets' sketches of one tier: what it holds, by bucket index.
+
+    It slides: a query whose buckets overlap it adds the new ones and subtracts the ones
+    that left (:meth:`QuantileSketch.subtract` is exact), so a 30-minute p95 asked every
+    minute costs two bucket merges, not thirty. Members are held by identity: a bucket
+    that was replaced is a different member. ``changed`` is the tier's count of changes
+    to buckets already merged (a lagging watermark reopening one); a slot taken before
+    such a change is never reused.
+    """
+
+    __slots__ = ("changed", "members", "sketch", "tier")
+
+    def __init__(self, tier: int, changed: int, mapping: SketchMapping) -> None:
+        self.tier = tier
+        self.changed = changed
+        self.members: dict[int, QuantileSketch] = {}
+        self.sketch = QuantileSketch(mapping)
+
+    def distance(self, wanted: dict[int, QuantileSketch]) -> int:
+        members = self.members
+        gone = sum(1 for index, sketch in members.items() if wanted.get(index) is not sketch)
+        new = sum(1 for index, sketch in wanted.items() if members.get(index) is not sketch)
+        return gone + new
+
+    def slide(self, wanted: dict[int, QuantileSketch]) -> None:
+        members, sketch = self.members, self.sketch
+        for index in [i for i, s in members.items() if wanted.get(i) is not s]:
+            sketch.subtract(members.pop(index))
+        for index, other in wanted.items():
+            if members.get(index) is not other:
+                sketch.merge(other)
+                members[index] = other
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -58,16 +93,15 @@ class TimeWindows:
     """The two bucket tiers of one route; see the module docstring for the query rule."""
 
     __slots__ = (
-        "_cache",
+        "_changed",
         "_coarse",
         "_coarse_done_below",
         "_coarse_newest",
         "_fine",
-        "_fine_generation",
-        "_generation",
         "_last",
         "_newest",
         "_open_from",
+        "_slots",
         "coarse",
         "expired",
         "fine",
@@ -91,11 +125,10 @@ class TimeWindows:
         self._open_from: int | None = None
         self._coarse_done_below: int | None = None
         self._last: Bucket | None = None
-        self._generation = 0
-        """Bumped whenever a complete coarse bucket changes or leaves: keys the coarse cache."""
-        self._fine_generation = 0
-        """Bumped whenever a closed fine bucket changes or leaves: keys the fine cache."""
-        self._cache: dict[tuple[int, int, int, int, int], QuantileSketch] = {}
+        self._changed = [0, 0]
+        """Per tier (fine, coarse): changes to buckets a running merge may hold (closed fine
+        buckets reopened, complete coarse ones added to); a bucket leaving is not a change."""
+        self._slots: list[_Slot] = []
 
     # -- updates ---------------------------------------------------------------------------
 
@@ -114,8 +147,11 @@ class TimeWindows:
         bucket = self._fine[slot]
         if bucket is None:
             bucket = self._fine[slot] = Bucket(index, self.mapping)
-        elif self._open_from is not None and index < self._open_from:
-            self._fine_generation += 1  # a closed bucket reopened: only with a lagging watermark
+        if self._open_from is not None and index < self._open_from:
+            # A closed bucket reopened (only with a lagging watermark): every event into it
+            # is a change, so it is never the fast path's ``_last``.
+            self._changed[0] += 1
+            return bucket
         self._last = bucket
         return bucket
 
@@ -165,7 +201,6 @@ class TimeWindows:
             bucket = ring[slot]
             if bucket is not None and bucket.index == old:
                 ring[slot] = None
-                self._fine_generation += 1
                 self._spill(bucket)
         if self._last is not None and self._last.index < oldest_kept:
             self._last = None
@@ -183,7 +218,6 @@ class TimeWindows:
         if target is None or target.index < coarse_index:
             if target is not None:  # only a pre-expiry leftover of this very slot
                 self.expired += 1
-                self._generation += 1
             target = self._coarse[slot] = Bucket(coarse_index, self.mapping)
             target.latency.freeze()  # so spilled minutes merge in as encoded parts
         elif target.index > coarse_index:
@@ -191,7 +225,7 @@ class TimeWindows:
             return
         done = self._coarse_done_below
         if done is not None and coarse_index < done:
-            self._generation += 1  # a complete bucket changed (a caller's lagging watermark)
+            self._changed[1] += 1  # a complete bucket changed (a caller's lagging watermark)
         target.merge(bucket)
 
     def _expire_coarse(self, old_newest: int | None, new_newest: int) -> None:
@@ -206,7 +240,6 @@ class TimeWindows:
             if bucket is not None and bucket.index == index:
                 self._coarse[slot] = None
                 self.expired += 1
-                self._generation += 1
 
     def _freeze_coarse(self, below: int) -> None:
         done = self._coarse_done_below
@@ -217,8 +250,7 @@ class TimeWindows:
         for index in range(start, below):
             bucket = self._coarse[index % size]
             if bucket is not None and bucket.index == index:
-                bucket.latency.compact()
-                self._generation += 1
+                bucket.latency.compact()  # same content in fewer bytes: not a change
         self._coarse_done_below = below
 
     # -- queries ---------------------------------------------------------------------------
@@ -274,12 +306,12 @@ class TimeWindows:
         merged = QuantileSketch(self.mapping)
         done = self._coarse_done_below
         complete = 0 if done is None else sum(1 for b in coarse if b.index < done)
-        self._merge_cached(merged, coarse[:complete], 1, self._generation)
+        self._merge_cached(merged, coarse[:complete], 1)
         for bucket in coarse[complete:]:
             merged.merge(bucket.latency)
         open_from = self._open_from
         closed = 0 if open_from is None else sum(1 for b in fine if b.index < open_from)
-        self._merge_cached(merged, fine[:closed], 0, self._fine_generation)
+        self._merge_cached(merged, fine[:closed], 0)
         for bucket in fine[closed:]:
             merged.merge(bucket.latency)
         return merged
@@ -297,22 +329,35 @@ class TimeWindows:
                 return only.latency.quantiles(qs)
         return self.latency_sketch(start_ms, end_ms).quantiles(qs)
 
-    def _merge_cached(self, into: QuantileSketch, buckets: list[Bucket], tier: int, generation: int) -> None:
+    def _merge_cached(self, into: QuantileSketch, buckets: list[Bucket], tier: int) -> None:
         if not buckets:
             return
         if len(buckets) == 1:
             into.merge(buckets[0].latency)
             return
-        key = (tier, buckets[0].index, buckets[-1].index, len(buckets), generation)
-        cached = self._cache.get(key)
-        if cached is None:
-            cached = QuantileSketch(self.mapping)
-            for bucket in buckets:
-                cached.merge(bucket.latency)
-            while len(self._cache) >= _CACHE_SIZE:
-                del self._cache[next(iter(self._cache))]
-            self._cache[key] = cached
-        into.merge(cached)
+        wanted = {bucket.index: bucket.latency for bucket in buckets}
+        changed = self._changed[tier]
+        slots = self._slots
+        best: _Slot | None = None
+        cost = len(wanted)
+        for slot in slots:
+            if slot.tier == tier and slot.changed == changed:
+                distance = slot.distance(wanted)
+                if distance < cost:
+                    best, cost = slot, distance
+                    if not distance:
+                        break
+        if best is None:
+            best = _Slot(tier, changed, self.mapping)
+            if len(slots) >= _SLOTS:
+                # Stale slots (taken before a change) go first, then the least recently used.
+                stale = [s for s in slots if s.changed != self._changed[s.tier]]
+                slots.remove(stale[0] if stale else slots[0])
+        else:
+            slots.remove(best)
+        slots.append(best)
+        best.slide(wanted)
+        into.merge(best.sketch)
 
     @property
     def newest_index(self) -> int | None:

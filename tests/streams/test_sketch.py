@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 import pytest
@@ -124,3 +125,19 @@ def test_corrupt_sketch_bytes() -> None:
     data[-6] ^= 0x40
     with pytest.raises(CorruptState):
         QuantileSketch.from_bytes(bytes(data))
+
+
+def test_subtract_undoes_merge_exactly_and_refuses_what_was_not_merged() -> None:
+    rng = random.Random(3)
+    a, b = QuantileSketch(), QuantileSketch()
+    for _ in range(500):
+        a.add(rng.lognormvariate(3, 1))
+        b.add(rng.choice((0.0, rng.lognormvariate(5, 2))))
+    b.freeze()
+    total = a.copy()
+    total.merge(b)
+    total.subtract(b)
+    assert total == a
+    assert sorted(total.items()) == sorted(a.items())
+    with pytest.raises(InvalidQuery):
+        a.subtract(b)

@@ -128,6 +128,29 @@ def test_baseline_cache_follows_changes() -> None:
                 assert windows.latency_sketch(start, ts + 1) == manual  # second time from the cache
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_sliding_merges_equal_a_fresh_merge_under_late_events_and_lagging_watermarks(seed: int) -> None:
+    """Running merges slide (add new buckets, subtract old ones); reopened buckets must not leak in."""
+    rng = random.Random(seed)
+    windows = _windows(WindowSpec(1_000, 6), WindowSpec(3_000, 4))
+    now = T0
+    for _ in range(600):
+        now += rng.choice((0, 50, 400, 1_000, 2_500))
+        # Mostly in order; sometimes late into a bucket the watermark already closed.
+        ts = now - rng.choice((0, 0, 0, 1_500, 4_000))
+        if windows.bucket_for(ts) is not None:
+            _add(windows, ts, rng.lognormvariate(3, 1))
+        if rng.random() < 0.5:
+            windows.close_until(now - rng.choice((0, 0, 2_000)))
+        for span in (3_000, 5_000, 14_000):
+            start, end = now - span, now + 1
+            fine, coarse = windows.buckets(start, end)
+            manual = QuantileSketch()
+            for bucket in (*fine, *coarse):
+                manual.merge(bucket.latency)
+            assert windows.latency_sketch(start, end) == manual
+
+
 def test_bucket_for_refuses_what_is_older_than_the_ring() -> None:
     windows = _windows(WindowSpec(1_000, 8), WindowSpec(4_000, 3))
     _add(windows, T0 + 10_000)
