@@ -21,6 +21,8 @@ from typing import Any, Final
 
 from rollwatch.gates.bank import DetectorBank
 from rollwatch.gates.detector import expected_log_lr
+from rollwatch.gates.mean_detector import MeanDetector, quality_cap
+from rollwatch.gates.mean_guard import cost_gain, feed_quality, feed_tasks, quality_gain
 from rollwatch.gates.result import EvidenceRef, GateResult, GateState
 from rollwatch.gates.sequential import GuardVerdict
 from rollwatch.streams.bucket import WindowStats
@@ -94,12 +96,19 @@ def _evidence(route: RouteState | None, *kinds: EvidenceKind) -> tuple[EvidenceR
 
 
 def _detected(gate: AnyGate) -> bool:
-    """Gates whose guard runs a change detector: Bernoulli streams with a guard other than ``none``."""
+    """Gates whose guard runs a change detector: every guarded kind whose hypothesis is a
+    rate (schema, reviews, safety, errors, latency as a share of slow calls) or a mean
+    (cost per successful task, quality); not cost per request, nor complaints and drift."""
     if _alpha(gate) is None:
         return False
     if isinstance(gate, ThresholdGate):
-        return gate.metric == "error_rate" and gate.direction == "above" and 0 < gate.value < 1
-    return isinstance(gate, SchemaFailureGate | ReviewRejectionGate | SafetyBlocksGate)
+        if gate.metric == "error_rate":
+            return gate.direction == "above" and 0 < gate.value < 1
+        if gate.metric == "p95_latency_ms":
+            return gate.direction == "above" and gate.value > 0
+        return gate.metric == "avg_quality_score" and gate.direction == "below" and gate.value > 0
+    kinds = SchemaFailureGate | ReviewRejectionGate | SafetyBlocksGate | LatencyRegressionGate | CostPerTaskGate
+    return isinstance(gate, kinds)
 
 
 def detector_bank(ticket: Ticket) -> DetectorBank:
@@ -122,7 +131,9 @@ def _ucb(hits: int, n: int) -> float:
     return p + 2 * math.sqrt(max(p * (1 - p), 1 / n) / n) + 1 / n
 
 
-def _control_ucb(route: RouteState | None, now_ms: int, counts: Counts) -> float | None:
+def _control_ucb(
+    route: RouteState | None, now_ms: int, counts: Counts, slower_than: float | None = None
+) -> float | None:
     """The control's rate over the last :data:`CONTROL_SPAN_MS`, plus two standard errors.
 
     The margin errs on the lenient side: a two-arm null built on an underestimated
@@ -133,8 +144,26 @@ def _control_ucb(route: RouteState | None, now_ms: int, counts: Counts) -> float
     """
     if route is None:
         return None
-    hits, n = counts(route.window(CONTROL_SPAN_MS, now_ms + 1))
+    if slower_than is not None:
+        hits, n = route.calls_slower_than(slower_than, now_ms + 1 - CONTROL_SPAN_MS, now_ms + 1)
+    else:
+        hits, n = counts(route.window(CONTROL_SPAN_MS, now_ms + 1))
     return _ucb(hits, n) if n > 0 else None
+
+
+def _slot(gate: AnyGate, arms: Arms) -> tuple[DetectorBank, str, float]:
+    """(bank, key, alarm level) of the gate's detector for these arms."""
+    bank = arms.detectors if arms.detectors is not None else detector_bank(arms.ticket)
+    key = gate.name if arms.segment is None else f"{gate.name}@{arms.segment}"
+    return bank, key, bank.log_a(per_segment=gate.by_segment)
+
+
+def _event_now(route: RouteState, now_ms: int) -> int:
+    """The detector moves in event time: a wall-clock judgement ahead of the newest event
+    (a worker catching up on a backlog) must not move its cursor past calls still to come."""
+    if route.watermark_ms is None:
+        return now_ms
+    return min(now_ms, route.watermark_ms + route.config.allowed_lateness_ms)
 
 
 def _detect(
@@ -144,24 +173,27 @@ def _detect(
     counts: Counts,
     p0: float | None,
     rate: float | None,
+    slower_than: float | None = None,
 ) -> GuardVerdict | None:
     """Feed the candidate's new (hits, trials) since the last evaluation to the gate's detector.
 
     Counts come from the route's time buckets: everything from the bucket of the previous
     update on, minus what that update already took. ``rate`` (the window's estimate) only
-    serves the "about how many more calls" estimate of a suspect gate.
+    serves the "about how many more calls" estimate of a suspect gate. With ``slower_than``
+    the hits are the calls slower than it (read from the buckets' latency sketches).
     """
     route = arms.candidate
     if route is None or not _detected(gate):
         return None
-    bank = arms.detectors if arms.detectors is not None else detector_bank(arms.ticket)
-    key = gate.name if arms.segment is None else f"{gate.name}@{arms.segment}"
+    bank, key, log_a = _slot(gate, arms)
     det = bank.get(key)
-    log_a = bank.log_a(per_segment=gate.by_segment)
-    if route.watermark_ms is not None:
-        # The detector moves in event time: a wall-clock judgement ahead of the newest event
-        # (a worker catching up on a backlog) must not move its cursor past calls still to come.
-        now_ms = min(now_ms, route.watermark_ms + route.config.allowed_lateness_ms)
+    now_ms = _event_now(route, now_ms)
+
+    def read(start: int, end: int) -> tuple[int, int]:
+        if slower_than is not None:
+            return route.calls_slower_than(slower_than, start, end)
+        return counts(route.window_between(start, end))
+
     if det.at_ms is not None and now_ms < det.at_ms:
         return _verdict(det.log_stat, log_a, None)
     bucket = route.config.fine.bucket_ms
@@ -171,17 +203,39 @@ def _detect(
         # Judged at an event time before the release started (a worker catching up on a backlog
         # older than the ticket it holds): nothing of the release to detect yet.
         return _verdict(det.log_stat, log_a, None)
-    hits, trials = det.delta(*counts(route.window_between(det.cursor_ms, now_ms + 1)))
+    hits, trials = det.delta(*read(det.cursor_ms, now_ms + 1))
     if p0 is not None:
         det.update(hits, trials, min(p0, 0.999), now_ms, log_a)
     det.cursor_ms = now_ms - now_ms % bucket
-    det.seen = counts(route.window_between(det.cursor_ms, now_ms + 1))
+    det.seen = read(det.cursor_ms, now_ms + 1)
     more = None
     if p0 is not None and rate is not None and det.log_stat < log_a:
         gain = expected_log_lr(rate, min(p0, 0.999))
         if gain > 0:
             have = max(det.log_stat, 0.0)
             more = math.ceil((log_a - have) / gain)
+    return _verdict(det.log_stat, log_a, more)
+
+
+def _detect_mean(
+    gate: AnyGate, arms: Arms, now_ms: int, feed: Callable[[MeanDetector, RouteState, int, float], None], gain: float
+) -> GuardVerdict | None:
+    """Run ``feed`` (new tasks or scores into the gate's mean detector) at event time ``now_ms``.
+
+    ``gain`` (evidence per observation at the window's level) only serves the "about how
+    many more" estimate of a suspect gate.
+    """
+    route = arms.candidate
+    if route is None or not _detected(gate):
+        return None
+    bank, key, log_a = _slot(gate, arms)
+    det = bank.get_mean(key)
+    now_ms = _event_now(route, now_ms)
+    if now_ms >= arms.release_start_ms and (det.at_ms is None or now_ms >= det.at_ms):
+        feed(det, route, now_ms, log_a)
+    more = None
+    if det.log_stat < log_a and gain > 0:
+        more = math.ceil((log_a - max(det.log_stat, 0.0)) / gain)
     return _verdict(det.log_stat, log_a, more)
 
 
@@ -354,11 +408,22 @@ def _latency(gate: LatencyRegressionGate, arms: Arms, now_ms: int) -> GateResult
     observed = cand.latency_quantile(q, window, now_ms) if cand else None
     base = ctrl.baseline_latency_quantile(q, now_ms, recent_ms=window, baseline_ms=baseline) if ctrl else None
     threshold = None if base is None else gate.multiplier_above * base
-    breached = observed is not None and threshold is not None and observed > threshold
+    over = observed is not None and threshold is not None and observed > threshold
     detail = ""
     control_now = ctrl.latency_quantile(q, window, now_ms) if ctrl else None
-    if breached and control_now is not None and threshold is not None and control_now > threshold:
-        breached, detail = False, "the control route is as slow: a provider-wide slowdown, not the candidate"
+    if over and control_now is not None and threshold is not None and control_now > threshold:
+        over, detail = False, "the control route is as slow: a provider-wide slowdown, not the candidate"
+    guard = None
+    if threshold is not None and cand is not None:
+        # The null is the ticket's: "p95 above 2x the baseline p95" is "more than 5% of calls slower
+        # than 2x the baseline p95", so at most 1 - q of the candidate's calls are slower than the
+        # threshold; or no more than the control's share now when the control is as slow
+        # (a provider-wide slowdown is not the candidate's regression).
+        ucb = _control_ucb(ctrl, now_ms, _error_counts, slower_than=threshold)
+        p0 = max(1 - q, ucb if ucb is not None else 0.0)
+        slow, n = cand.calls_slower_than(threshold, now_ms - window, now_ms)
+        guard = _detect(gate, arms, now_ms, _error_counts, p0, slow / n if n else None, slower_than=threshold)
+    breached, suspect = _confirm(over, guard)
     return _result(
         gate,
         f"p{gate.percentile:g}_latency_ms",
@@ -369,7 +434,9 @@ def _latency(gate: LatencyRegressionGate, arms: Arms, now_ms: int) -> GateResult
         format_duration(window),
         {"candidate": n_c, "control_baseline": n_base},
         needed,
+        guard=guard,
         detail=detail,
+        suspect=suspect,
     )
 
 
@@ -382,8 +449,21 @@ def _cost(gate: CostPerTaskGate, arms: Arms, now_ms: int) -> GateResult:
         needed = needed or {"estimate": 1}
     observed = tasks.cost_per_success_usd if tasks else None
     threshold = None if estimate is None else gate.multiplier_above * estimate
-    breached = observed is not None and threshold is not None and observed > threshold
+    over = observed is not None and threshold is not None and observed > threshold
     control = arms.control.tasks.cost_per_success_usd if arms.control else None
+    guard = None
+    if threshold is not None and threshold > 0 and tasks is not None:
+        allowed = threshold
+        start = arms.release_start_ms
+
+        def feed(det: MeanDetector, route: RouteState, at_ms: int, log_a: float) -> None:
+            # The null is the ticket's: cost per success at most multiplier_above x the estimate.
+            bucket = route.config.fine.bucket_ms
+            since = route.window_between(start - start % bucket, at_ms + 1).completed if det.seen_tasks is None else 0
+            feed_tasks(det, route.tasks, since, allowed, at_ms, log_a)
+
+        guard = _detect_mean(gate, arms, now_ms, feed, cost_gain(tasks, allowed, 200) if over else 0.0)
+    breached, suspect = _confirm(over, guard)
     return _result(
         gate,
         "cost_per_successful_task_usd",
@@ -394,6 +474,8 @@ def _cost(gate: CostPerTaskGate, arms: Arms, now_ms: int) -> GateResult:
         f"last {gate.window_tasks} completed tasks",
         {"candidate": n},
         needed,
+        guard=guard,
+        suspect=suspect,
     )
 
 
@@ -448,7 +530,7 @@ def _threshold(gate: ThresholdGate, arms: Arms, now_ms: int) -> GateResult:
     def crosses(value: float | None) -> bool:
         return value is not None and (value > gate.value if above else value < gate.value)
 
-    guard = _detect(gate, arms, now_ms, _error_counts, gate.value, observed if gate.metric == "error_rate" else None)
+    guard = _threshold_guard(gate, arms, now_ms, observed if crosses(observed) else None)
     breached, suspect = _confirm(crosses(observed), guard)
     detail = "the control breaches this limit too" if breached and crosses(control) else ""
     kinds: tuple[EvidenceKind, ...] = ("error", "timeout") if gate.metric == "error_rate" else ()
@@ -467,6 +549,26 @@ def _threshold(gate: ThresholdGate, arms: Arms, now_ms: int) -> GateResult:
         detail,
         suspect,
     )
+
+
+def _threshold_guard(gate: ThresholdGate, arms: Arms, now_ms: int, over: float | None) -> GuardVerdict | None:
+    """The detector of a guarded threshold gate, its null the ticket's limit; ``over`` the window's value if over it."""
+    cand = arms.candidate
+    if gate.metric == "p95_latency_ms" and cand is not None:
+        # At most 5% of calls slower than the limit: "p95 above the limit" as a share of slow calls.
+        slow, n = cand.calls_slower_than(gate.value, now_ms - int(gate.window), now_ms)
+        return _detect(gate, arms, now_ms, _error_counts, 0.05, slow / n if n else None, slower_than=gate.value)
+    if gate.metric == "avg_quality_score" and cand is not None:
+        # Mean quality at least the floor, scores assumed at most quality_cap(floor).
+        floor, cap, start = gate.value, quality_cap(gate.value), arms.release_start_ms
+        stats = cand.window(int(gate.window), now_ms)
+        gain = quality_gain(stats.quality_n, stats.quality_sum, stats.quality_sq, floor, cap) if over else 0.0
+
+        def feed(det: MeanDetector, route: RouteState, at_ms: int, log_a: float) -> None:
+            feed_quality(det, route, start, floor, cap, at_ms, log_a)
+
+        return _detect_mean(gate, arms, now_ms, feed, gain)
+    return _detect(gate, arms, now_ms, _error_counts, gate.value, over if gate.metric == "error_rate" else None)
 
 
 def _drift(gate: DriftGate, arms: Arms, now_ms: int) -> GateResult:
