@@ -98,7 +98,7 @@ def bet_growth(ys: np.ndarray) -> float:
 def fan_growth(ys: np.ndarray) -> float:
     """max over bets of bet * E[Y] - psi(bet) * E[Y^2]: the best rate from sums (Fan's bound)."""
     mean, square = float(np.mean(ys)), float(np.mean(ys * ys))
-    return max(b * mean - (-math.log1p(-b) - b) * square for b in np.linspace(0, 0.999, 1000))
+    return max(float(b) * mean - (-math.log1p(-float(b)) - float(b)) * square for b in np.linspace(0, 0.999, 1000))
 
 
 def _latency_case() -> tuple[float, float]:
