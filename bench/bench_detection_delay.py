@@ -47,7 +47,7 @@ EXAMPLE = ROOT / "examples" / "support-summary.ticket.yaml"
 BATCH_S = 10
 ONSETS_MIN = (10, 120, 360)
 RATES = (6.0, 0.5, 0.05)
-SEEDS = 9
+SEEDS = 25
 
 
 @dataclass(frozen=True)

@@ -22,19 +22,22 @@ minutes. Against an unknown size of regression the ratio is a uniform mixture ov
 grid of alternatives (odds ``ODDS_RATIOS`` times the null's), one ``R`` per alternative:
 the price of not knowing the effect is ``log(len(ODDS_RATIOS))`` nats.
 
-The guarantee. ``R_n`` minus the onset weight started so far is a martingale under the
-null boundary, so (Doob) the probability that ``R`` ever reaches ``A`` within ``H``
-minutes is at most ``H / A``, and the mean time to a false alarm is at least ``A``
-minutes. Each detector alarms at ``A = H * G * S * K / alpha``: ``H`` the ticket's canary
-duration in minutes, ``G`` the number of guarded gates of the ticket (the ticket's alpha
-is split evenly over them), ``S`` the segments a ``by_segment`` gate may judge (its share
-split again; 1 otherwise), ``K`` the mixture's size. So the probability of any false rollback
-within a release of the ticket's length is at most the ticket's alpha at the null's
-boundary, and far less inside it (identical arms sit well inside: a candidate at the
-control's 0.1% against a 1% null drives ``R`` towards zero). Checking after every batch
-costs nothing extra: the bound holds for the whole path.
+The guarantee. Let ``W`` be the onset weight of the whole horizon (``H``, the ticket's
+canary duration in minutes). Under the null, ``E[L_n] <= 1``, so ``R_n`` plus the weight
+still to come is a nonnegative supermartingale that starts at ``W``; so is the mixture's
+average, ``sum_k R_k / K``, which is the statistic. Ville's inequality then bounds the
+probability that the statistic ever reaches ``A`` within the horizon by ``H / A``, and the
+mean time to a false alarm is at least ``A`` minutes. Each detector alarms at
+``A = H * G * S / alpha``: ``G`` the number of guarded gates of the ticket (the ticket's
+alpha is split evenly over them), ``S`` the segments a ``by_segment`` gate may judge (its
+share split again; 1 otherwise). The mixture's size is not a factor of ``A``: averaging
+already paid for it. So the probability of any false rollback within a release of the
+ticket's length is at most the ticket's alpha at the null's boundary, and far less inside
+it (identical arms sit well inside: a candidate at the control's 0.1% against a 1% null
+drives ``R`` towards zero). Checking after every batch costs nothing extra: the bound
+holds for the whole path.
 
-The cost, in evidence, is ``log(H * G)`` nats over the information bound
+The cost, in evidence, is ``log(H * G * S)`` nats, plus ``log K`` at most, over the information bound
 ``log(1/alpha) / KL(p1 || p0)``; ``bench/bench_detection_delay.py`` prints the ratio.
 
 Two-arm nulls (review rejections, safety blocks) plug in an upper confidence bound on the
@@ -131,9 +134,14 @@ def info_bound(p1: float, p0: float, alpha: float) -> float:
 
 
 def log_threshold(alpha: float, detectors: int, horizon_ms: int) -> float:
-    """``log A`` for one detector: the ticket's alpha split ``detectors`` ways, over ``horizon_ms``."""
+    """``log A`` for one detector: the ticket's alpha split ``detectors`` ways, over ``horizon_ms``.
+
+    The mixture's size is not in ``A``: the statistic is the mixture's *average*, whose
+    expectation is bounded by the onset weight like each member's, so the price of the
+    mixture is paid once, inside the statistic (see the module docstring).
+    """
     horizon_min = max(horizon_ms / MINUTE_MS, 1.0)
-    return math.log(horizon_min * max(detectors, 1) * len(ODDS_RATIOS) / alpha)
+    return math.log(horizon_min * max(detectors, 1) / alpha)
 
 
 def expected_log_lr(p: float, p0: float) -> float:

@@ -45,10 +45,10 @@ Two ways to feed it:
   scores at most ``Q``.
 
 The guarantee is the Bernoulli detector's, with the same threshold (:func:`log_threshold`,
-the ticket's alpha split over its guarded gates, over the canary duration, times the
-grid's size): the statistic minus the onset weight started so far is a supermartingale
-under the null, so the probability of a false alarm within ``H`` minutes is at most
-``H / A``. The state per stream is ``len(BETS)`` floats, two cursors and the partial
+``A = H * G * S / alpha``: the ticket's alpha split over its guarded gates, over the
+canary duration): the statistic (the average over bets) plus the onset weight still to
+come is a nonnegative supermartingale under the null, so the probability of a false alarm
+within ``H`` minutes is at most ``H / A``. The state per stream is ``len(BETS)`` floats, two cursors and the partial
 sums of one bucket, serialized with the engine like the Bernoulli detector's.
 
 Hand-written for the reason the Bernoulli detector is: no well-kept library ships an
@@ -62,19 +62,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from rollwatch.gates.detector import ODDS_RATIOS, log_mixture, onset_weight, sr_step
+from rollwatch.gates.detector import log_mixture, onset_weight, sr_step
 
 __all__ = ["BETS", "COST_CAP", "MeanDetector", "cost_increment", "growth", "psi_e", "quality_cap"]
 
 BETS: Final = (0.1, 0.2, 0.4, 0.8)
-"""Bets the mixture covers, spaced by 2x like the Bernoulli alternatives (and as many of them,
-so both share :func:`~rollwatch.gates.detector.log_threshold`). A bet of 0.8 suits increments
+"""Bets the mixture covers, spaced by 2x like the Bernoulli alternatives (their average costs
+at most ``log 4`` nats over the best bet's). A bet of 0.8 suits increments
 of a few tenths (a 2.5x cost jump against a 1.25x allowance is +0.33 per task); 0.1 keeps
 evidence growing for effects ten times smaller."""
 COST_CAP: Final = 3.0
 """A task's cost increment counts at most this much: 1 + COST_CAP times the allowed cost."""
-
-assert len(BETS) == len(ODDS_RATIOS)  # one threshold function for both detectors
 
 
 def psi_e(bet: float) -> float:
