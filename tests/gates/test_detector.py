@@ -125,8 +125,9 @@ def test_bank_round_trips_through_json(ticket: Ticket) -> None:
     bank.get("json-failures").update(3, 200, 0.01, T0, bank.log_a())
     copy = DetectorBank.from_dict(orjson.loads(orjson.dumps(bank.to_dict())))
     assert copy.to_dict() == bank.to_dict()
-    # The example guards three gates at alpha 0.01; the by-segment safety gate splits its share again.
-    assert (copy.alpha, copy.shares) == (0.01, 3)
+    # The example guards six gates at alpha 0.01 (schema, latency, cost, reviews, safety, quality);
+    # the by-segment safety gate splits its share again.
+    assert (copy.alpha, copy.shares) == (0.01, 6)
     assert copy.log_a(per_segment=True) > copy.log_a()
 
 
