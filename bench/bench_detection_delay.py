@@ -110,8 +110,9 @@ def cost_sample(rng: np.random.Generator, n: int, phase: Phase) -> np.ndarray:
         return np.minimum(rng.normal(ALLOWED, ALLOWED / 10, n) - ALLOWED, COST_CAP * ALLOWED) / ALLOWED
     mean = 0.02 if phase == "after" else 0.008
     cost = np.maximum(rng.normal(mean, mean / 10, n), 0.0)
-    success = rng.random(n) < 0.994
-    return np.minimum((cost - ALLOWED * success) / ALLOWED, COST_CAP)
+    success = (rng.random(n) < 0.994).astype(float)
+    ys: np.ndarray = np.minimum((cost - ALLOWED * success) / ALLOWED, COST_CAP)
+    return ys
 
 
 def quality_sample(rng: np.random.Generator, n: int, phase: Phase) -> np.ndarray:
