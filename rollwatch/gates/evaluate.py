@@ -417,12 +417,17 @@ def _latency(gate: LatencyRegressionGate, arms: Arms, now_ms: int) -> GateResult
     if threshold is not None and cand is not None:
         # The null is the ticket's: "p95 above 2x the baseline p95" is "more than 5% of calls slower
         # than 2x the baseline p95", so at most 1 - q of the candidate's calls are slower than the
-        # threshold; or no more than the control's share now when the control is as slow
-        # (a provider-wide slowdown is not the candidate's regression).
-        ucb = _control_ucb(ctrl, now_ms, _error_counts, slower_than=threshold)
-        p0 = max(1 - q, ucb if ucb is not None else 0.0)
-        slow, n = cand.calls_slower_than(threshold, now_ms - window, now_ms)
-        guard = _detect(gate, arms, now_ms, _error_counts, p0, slow / n if n else None, slower_than=threshold)
+        # threshold; or, when the control's own p95 is over the threshold too, no more than the
+        # control's share (a provider-wide slowdown is not the candidate's regression).
+        p0 = 1 - q
+        if control_now is not None and control_now > threshold:
+            ucb = _control_ucb(ctrl, now_ms, _error_counts, slower_than=threshold)
+            p0 = max(p0, ucb if ucb is not None else 0.0)
+        rate = None
+        if over:  # the window's share of slow calls, for the "about how many more" estimate
+            slow, n = cand.calls_slower_than(threshold, now_ms - window, now_ms)
+            rate = slow / n if n else None
+        guard = _detect(gate, arms, now_ms, _error_counts, p0, rate, slower_than=threshold)
     breached, suspect = _confirm(over, guard)
     return _result(
         gate,
@@ -556,13 +561,18 @@ def _threshold_guard(gate: ThresholdGate, arms: Arms, now_ms: int, over: float |
     cand = arms.candidate
     if gate.metric == "p95_latency_ms" and cand is not None:
         # At most 5% of calls slower than the limit: "p95 above the limit" as a share of slow calls.
-        slow, n = cand.calls_slower_than(gate.value, now_ms - int(gate.window), now_ms)
-        return _detect(gate, arms, now_ms, _error_counts, 0.05, slow / n if n else None, slower_than=gate.value)
+        rate = None
+        if over is not None:
+            slow, n = cand.calls_slower_than(gate.value, now_ms - int(gate.window), now_ms)
+            rate = slow / n if n else None
+        return _detect(gate, arms, now_ms, _error_counts, 0.05, rate, slower_than=gate.value)
     if gate.metric == "avg_quality_score" and cand is not None:
         # Mean quality at least the floor, scores assumed at most quality_cap(floor).
         floor, cap, start = gate.value, quality_cap(gate.value), arms.release_start_ms
-        stats = cand.window(int(gate.window), now_ms)
-        gain = quality_gain(stats.quality_n, stats.quality_sum, stats.quality_sq, floor, cap) if over else 0.0
+        gain = 0.0
+        if over is not None:  # the window's evidence rate, for the "about how many more" estimate
+            stats = cand.window(int(gate.window), now_ms)
+            gain = quality_gain(stats.quality_n, stats.quality_sum, stats.quality_sq, floor, cap)
 
         def feed(det: MeanDetector, route: RouteState, at_ms: int, log_a: float) -> None:
             feed_quality(det, route, start, floor, cap, at_ms, log_a)

@@ -116,9 +116,12 @@ class TaskCostWindow:
         n = min(max(count, 0), self._success.n)
         if not n:
             return []
-        flags = self._success.flags()[-n:]
+        flags = self._success.flags(n)
         start = (self._pos - n) % self.size
-        costs = [self._costs[(start + i) % self.size] for i in range(n)]
+        if start + n <= self.size:
+            costs = self._costs[start : start + n].tolist()
+        else:
+            costs = self._costs[start:].tolist() + self._costs[: start + n - self.size].tolist()
         return list(zip(costs, flags, strict=True))
 
     def __eq__(self, other: object) -> bool:
