@@ -141,7 +141,7 @@ def run_rollback_demo(
                 "-m",
                 "rollwatch.agents",
                 "--engine",
-                "rollwatch.gates.engine:production_factory",
+                "rollwatch.agents.engine_factory:production_factory",
                 "--web-port",
                 str(web_port),
                 "--data-dir",

@@ -47,7 +47,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ENGINE: str | None = "rollwatch.gates.engine:production_factory"
+DEFAULT_ENGINE: str | None = "rollwatch.agents.engine_factory:production_factory"
 """The production engine factory: gates, judge and signing with ``ROLLWATCH_SIGNING_KEY``."""
 
 

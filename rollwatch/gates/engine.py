@@ -33,7 +33,6 @@ from __future__ import annotations
 import base64
 import struct
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -56,13 +55,13 @@ from rollwatch.gates.bank import DetectorBank
 from rollwatch.gates.errors import EngineStateError
 from rollwatch.gates.evaluate import Arms, detector_bank, evaluate_gate
 from rollwatch.gates.judge import JudgeMemory, judge
+from rollwatch.gates.kinds import KINDS
 from rollwatch.gates.manual import apply_manual, escalation_views
 from rollwatch.gates.promotion import evaluate_promotion
 from rollwatch.gates.result import ApplyStats, Decision, Emission, GateReading, GateResult, gate_json
 from rollwatch.gates.shadow import ShadowComparison
 from rollwatch.streams.config import StreamsConfig
 from rollwatch.streams.workflow_state import WorkflowState
-from rollwatch.tickets.gates import CostPerTaskGate, ReviewRejectionGate, SafetyBlocksGate, SchemaFailureGate
 from rollwatch.tickets.load import load_ticket_bytes, ticket_to_json
 from rollwatch.tickets.messages import customer_message
 from rollwatch.tickets.model import Ticket
@@ -75,7 +74,6 @@ __all__ = [
     "Engine",
     "EngineFactoryImpl",
     "Signer",
-    "production_factory",
     "streams_config_for",
 ]
 
@@ -102,24 +100,15 @@ _FORMAT: Final = 1
 _TS_MS: Final = attrgetter("ts_ms")
 
 
-_WINDOWS: Final[dict[type, tuple[str, str]]] = {
-    SchemaFailureGate: ("schema_window", "window_calls"),
-    ReviewRejectionGate: ("review_window", "window_reviews"),
-    SafetyBlocksGate: ("safety_window", "window_requests"),
-    CostPerTaskGate: ("task_window", "window_tasks"),
-}
-
-
 def streams_config_for(ticket: Ticket | None, base: StreamsConfig | None = None) -> StreamsConfig:
-    """Count windows wide enough for every count-based gate of the ticket (seed sizes at least)."""
+    """Count windows wide enough for every gate of the ticket (seed sizes at least); each kind names its own."""
     config = base or StreamsConfig()
     if ticket is None:
         return config
     sizes: dict[str, Any] = {}
     for gate in ticket.gates:
-        if type(gate) in _WINDOWS:
-            field, attr = _WINDOWS[type(gate)]
-            sizes[field] = max(sizes.get(field, getattr(config, field)), int(getattr(gate, attr)))
+        for need in KINDS[gate.kind].windows(gate):
+            sizes[need.config] = max(sizes.get(need.config, getattr(config, need.config)), need.size)
     return replace(config, **sizes)
 
 
@@ -497,22 +486,3 @@ class EngineFactoryImpl:
 
     def restore(self, data: bytes) -> Engine:
         return Engine.from_bytes(data, config=self.config, signer=self.signer, judge_every_ms=self.judge_every_ms)
-
-
-def production_factory() -> EngineFactoryImpl:
-    """The worker's default: engines that sign with ``ROLLWATCH_SIGNING_KEY``.
-
-    Without a key the worker still judges and publishes, but it warns: every flag
-    store and gateway refuses unsigned commands.
-    """
-    from rollwatch.settings import load_settings
-    from rollwatch.signing import sign_command, signing_key_from_settings
-
-    key = signing_key_from_settings(load_settings())
-    if key is None:
-        warnings.warn(
-            "ROLLWATCH_SIGNING_KEY is not set: commands go out unsigned and consumers will refuse them",
-            stacklevel=2,
-        )
-        return EngineFactoryImpl()
-    return EngineFactoryImpl(signer=lambda command: sign_command(command, key=key))

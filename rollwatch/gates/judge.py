@@ -26,12 +26,13 @@ from typing import Any, Final
 
 import orjson
 
+from rollwatch.gates.kinds import KINDS
 from rollwatch.gates.result import Decision, GateResult
 from rollwatch.tickets.actions import AnyAction
 from rollwatch.tickets.authority import issuers, may_issue
 from rollwatch.tickets.catalogue import FlagName
 from rollwatch.tickets.flags import FlagValue, flag_changes
-from rollwatch.tickets.gates import AnyGate, LatencyRegressionGate
+from rollwatch.tickets.gates import AnyGate
 from rollwatch.tickets.model import DoublingPromotion, StepPromotion, Ticket
 
 __all__ = ["DEFAULT_SETTLE_MS", "GateMemory", "JudgeMemory", "command_id", "judge"]
@@ -161,7 +162,7 @@ def judge(
             mem.since_ms = now_ms
         if not result.breached:
             continue
-        sustained = int(gate.sustained) if isinstance(gate, LatencyRegressionGate) else 0
+        sustained = KINDS[gate.kind].sustained(gate)
         if now_ms - mem.since_ms < sustained:
             continue
         steps = gate.steps

@@ -15,9 +15,13 @@ the bucket of the previous update on, minus what that update already took.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rollwatch.gates.mean_detector import BETS, MeanDetector, cost_increment, growth, psi_e
-from rollwatch.streams.route_state import RouteState
-from rollwatch.streams.task_cost import TaskCostWindow
+
+if TYPE_CHECKING:  # the route is read through the objects handed in (see rollwatch.gates.kinds)
+    from rollwatch.streams.route_state import RouteState
+    from rollwatch.streams.task_cost import TaskCostWindow
 
 __all__ = ["cost_gain", "feed_quality", "feed_tasks", "quality_gain", "quality_sums"]
 

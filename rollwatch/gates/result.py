@@ -12,11 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
-from rollwatch.commands import RollbackCommand
 from rollwatch.gates.sequential import GuardVerdict
-from rollwatch.tickets.catalogue import FlagName
+
+if TYPE_CHECKING:
+    # Types only: the gate kinds import this module, and the ticket model imports the kinds
+    # (see rollwatch.gates.kinds), so it must not import the commands or the ticket package.
+    from rollwatch.commands import RollbackCommand
+    from rollwatch.tickets.catalogue import FlagName
 
 __all__ = [
     "ApplyStats",

@@ -10,24 +10,16 @@ from __future__ import annotations
 import itertools
 from typing import Final
 
+from rollwatch.gates.kinds import KINDS
 from rollwatch.tickets.actions import AnyAction
 from rollwatch.tickets.authority import grant_of, issuers, role_may_issue
 from rollwatch.tickets.catalogue import ACTION_TYPES, FALLBACK_NOTES, FALLBACK_PATHS, ROLE_DUTIES, ROLES, Role
 from rollwatch.tickets.durations import humanize_duration
 from rollwatch.tickets.flags import flag_changes
-from rollwatch.tickets.gates import (
-    AnyGate,
-    ComplaintsGate,
-    CostPerTaskGate,
-    DriftGate,
-    LatencyRegressionGate,
-    ReviewRejectionGate,
-    SafetyBlocksGate,
-    SchemaFailureGate,
-    ThresholdGate,
-)
+from rollwatch.tickets.gates import AnyGate
 from rollwatch.tickets.messages import message_catalogue
 from rollwatch.tickets.model import DoublingPromotion, Route, StepPromotion, Ticket
+from rollwatch.tickets.wording import METRIC_WORDS, cap, num, pct
 
 __all__ = ["describe_action", "describe_gate", "explain"]
 
@@ -35,14 +27,6 @@ _MODE_WORDS: Final = {
     "draft": "switch actions to draft-only",
     "queued": "queue actions instead of applying them",
     "review": "require human review before any action",
-}
-_METRIC_WORDS: Final = {
-    "error_rate": "error rate",
-    "p95_latency_ms": "p95 latency",
-    "avg_quality_score": "mean quality score",
-    "cost_per_request": "cost per request",
-    "task_success_rate": "task success rate",
-    "review_approval_rate": "review approval rate",
 }
 _EVIDENCE_WORDS: Final = {
     "trace_ids": "trace IDs",
@@ -86,7 +70,7 @@ def describe_action(ticket: Ticket, action: AnyAction) -> str:
         case "set_route_mode":
             text = f"move traffic to the {getattr(action, 'mode', 'sync')} path"
         case "reduce_rollout":
-            text = f"reduce the rollout to {_num(getattr(action, 'percent', 0))}%"
+            text = f"reduce the rollout to {num(getattr(action, 'percent', 0))}%"
         case "disable_segment":
             text = "disable the workflow"
         case _:
@@ -103,10 +87,10 @@ def describe_action(ticket: Ticket, action: AnyAction) -> str:
 
 def describe_gate(ticket: Ticket, gate: AnyGate) -> str:
     """One gate as sentences: the response, the condition with its direction, the minimum evidence."""
-    condition, needs = _condition(ticket, gate)
+    condition, needs = KINDS[gate.kind].explain(ticket, gate)
     steps = gate.steps
     if len(steps) == 1:
-        text = f"{_cap(describe_action(ticket, steps[0].action))} when {condition}; needs {needs}."
+        text = f"{cap(describe_action(ticket, steps[0].action))} when {condition}; needs {needs}."
     else:
         parts = [describe_action(ticket, steps[0].action)]
         for previous, step in itertools.pairwise(steps):
@@ -123,84 +107,12 @@ def describe_gate(ticket: Ticket, gate: AnyGate) -> str:
             text += " No significance guard: the raw comparison decides once the minimum is reached."
         else:
             name = "an mSPRT" if guard.method == "msprt" else "a confidence sequence"
-            text += f" A breach counts only when {name} finds it significant at alpha {_num(guard.alpha)}."
+            text += f" A breach counts only when {name} finds it significant at alpha {num(guard.alpha)}."
     manual = [s.action for s in steps if not role_may_issue(ticket.authority, "automation", s.action)]
     for action in manual:
         who = ", ".join(issuers(ticket, action)) or "nobody"
         text += f" {ticket.owners.automation} may not {action.type} on its own: it pages {who}."
     return text
-
-
-def _condition(ticket: Ticket, gate: AnyGate) -> tuple[str, str]:
-    n = f"{gate.min_samples:,}"
-    match gate:
-        case SchemaFailureGate():
-            return (
-                f"the candidate's schema-validation failure rate over its last {gate.window_calls:,} calls is above "
-                f"{_pct(gate.rate_above)} while the control's is below {_pct(gate.control_rate_below)}",
-                f"at least {n} candidate calls and {n} control calls",
-            )
-        case LatencyRegressionGate():
-            p = f"p{_num(gate.percentile)}"
-            return (
-                f"the candidate's {p} end-to-end latency over the last {humanize_duration(gate.window)} is above "
-                f"{_num(gate.multiplier_above)}x the control route's {p} over the previous "
-                f"{humanize_duration(gate.baseline_window)}, sustained for {humanize_duration(gate.sustained)}",
-                f"at least {n} candidate calls in the window",
-            )
-        case CostPerTaskGate():
-            estimate = ticket.estimates.cost_per_successful_task_usd if ticket.estimates else None
-            approved = f" of {_usd(estimate)} (so above {_usd(estimate * gate.multiplier_above)})" if estimate else ""
-            return (
-                f"the candidate's cost per successful task over its last {gate.window_tasks:,} completed tasks is "
-                f"above {_num(gate.multiplier_above)}x the approved estimate{approved}",
-                f"at least {n} completed tasks",
-            )
-        case ReviewRejectionGate():
-            points = _num(round(gate.worse_by_at_least * 100, 6))
-            return (
-                f"the candidate's human-review rejection rate over its last {gate.window_reviews:,} reviewed outputs "
-                f"is at least {points} percentage points above the control's over its last {gate.window_reviews:,}",
-                f"at least {n} reviews per arm",
-            )
-        case SafetyBlocksGate():
-            floor = gate.control_rate_floor if gate.control_rate_floor is not None else 1 / gate.window_requests
-            return (
-                f"the candidate's safety/policy block rate over its last {gate.window_requests:,} requests is at least "
-                f"{_num(gate.multiplier_at_least)}x the control's over its last {gate.window_requests:,} comparable "
-                f"requests (the control's rate counted as at least {_pct(floor)})",
-                f"at least {n} requests per arm",
-            )
-        case ComplaintsGate():
-            sample = ", each with a matching output sample," if gate.require_sample else ""
-            return (
-                f"at least {gate.confirmed_at_least:,} confirmed customer complaints about the candidate{sample} "
-                f"arrive within one release window ({humanize_duration(ticket.canary.release_window)})",
-                f"at least {n} candidate call{'s' if gate.min_samples != 1 else ''} in that window",
-            )
-        case ThresholdGate():
-            return (
-                f"the candidate's {_METRIC_WORDS[gate.metric]} over the last {humanize_duration(gate.window)} is "
-                f"{gate.direction} {_metric_value(gate.metric, gate.value)}",
-                f"at least {n} {'scored ' if gate.metric == 'avg_quality_score' else ''}candidate calls",
-            )
-        case DriftGate():
-            moves = "rise" if gate.direction == "increase" else "fall"
-            return (
-                f"the {_detector(gate)} detector sees the candidate's {gate.metric} {moves} (drift) within the last "
-                f"{humanize_duration(gate.window)} while the control's {gate.metric} shows no drift",
-                f"at least {n} observations per arm",
-            )
-    raise AssertionError(f"unhandled gate kind {gate.kind}")  # pragma: no cover
-
-
-def _detector(gate: DriftGate) -> str:
-    d = gate.detector
-    if d.type == "adwin":
-        return f"ADWIN (delta {_num(d.delta)})"
-    if d.type == "page_hinkley":
-        return f"Page-Hinkley (delta {_num(d.delta)}, threshold {_num(d.threshold)})"
-    return f"KSWIN (alpha {_num(d.alpha)})"
 
 
 def _header(ticket: Ticket) -> str:
@@ -237,18 +149,18 @@ def _canary(ticket: Ticket) -> str:
     c = ticket.canary
     lines = [f"Canary\n  Plan: {c.plan}"]
     offline = f"Run {c.offline_tickets:,} offline tickets, then s" if c.offline_tickets else "S"
-    lines.append(f"  {offline}tart at {_num(c.start_percent)}% of traffic for {humanize_duration(c.duration)}.")
+    lines.append(f"  {offline}tart at {num(c.start_percent)}% of traffic for {humanize_duration(c.duration)}.")
     p = c.promotion
     hold = f"every gate has been green for {humanize_duration(c.hold)}" if c.hold else "every gate is green"
     if isinstance(p, StepPromotion):
-        steps = " -> ".join(f"{_num(x)}%" for x in p.percents)
+        steps = " -> ".join(f"{num(x)}%" for x in p.percents)
         lines.append(f"  Promote through {steps}, each step only after {hold} at the current one.")
     elif isinstance(p, DoublingPromotion):
         lines.append(
-            f"  For each {humanize_duration(p.window)} window, compare the candidate's {_METRIC_WORDS[p.metric]} "
+            f"  For each {humanize_duration(p.window)} window, compare the candidate's {METRIC_WORDS[p.metric]} "
             f"with the control's (at least {p.min_samples:,} each; higher is better): at or above "
-            f"{_pct(p.promote_at_ratio)} of the control's, double the percent up to {_num(p.max_percent)}% "
-            f"once {hold}; below {_pct(p.rollback_below_ratio)} of it, set the percent to 0."
+            f"{pct(p.promote_at_ratio)} of the control's, double the percent up to {num(p.max_percent)}% "
+            f"once {hold}; below {pct(p.rollback_below_ratio)} of it, set the percent to 0."
         )
     lines.append("  While any gate is breached, the rollout is not promoted.")
     lines.append(f"  Complaints are counted per release window of {humanize_duration(c.release_window)}.")
@@ -260,7 +172,7 @@ def _first_rollback(ticket: Ticket) -> str:
     for i, action in enumerate(ticket.first_rollback, 1):
         change = flag_changes(ticket, action)
         flags = ", ".join(f"{k}={_flag(v)}" for k, v in change.flags.items()) or "no flag change"
-        lines.append(f"  {i}. {_cap(describe_action(ticket, action))}: {flags}.")
+        lines.append(f"  {i}. {cap(describe_action(ticket, action))}: {flags}.")
     return "\n".join(lines)
 
 
@@ -325,38 +237,9 @@ def _role(role: Role) -> str:
     return "automation" if role == "automation" else role.replace("_", " ")
 
 
-def _cap(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-def _num(value: float) -> str:
-    return f"{value:,g}"
-
-
-def _pct(rate: float) -> str:
-    text = f"{rate * 100:.2f}".rstrip("0")
-    return (text + "0" if text.endswith(".") else text) + "%"
-
-
-def _usd(value: float) -> str:
-    text = f"{value:.4f}".rstrip("0")
-    whole, _, frac = text.partition(".")
-    return f"${whole}.{frac.ljust(2, '0')}"
-
-
-def _metric_value(metric: str, value: float) -> str:
-    if metric == "error_rate":
-        return _pct(value)
-    if metric == "p95_latency_ms":
-        return f"{_num(value)} ms"
-    if metric == "cost_per_request":
-        return _usd(value)
-    return _num(value)
-
-
 def _flag(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return _num(value)
+        return num(value)
     return str(value)

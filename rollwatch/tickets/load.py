@@ -19,6 +19,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from rollwatch.gates.kinds import GATE_KINDS
 from rollwatch.tickets.errors import TicketError, TicketProblem
 from rollwatch.tickets.fieldtypes import DATE_PATTERN, MESSAGE_KEY_PATTERN, StrictModel
 from rollwatch.tickets.model import Ticket
@@ -230,8 +231,7 @@ def _describe(error: ErrorDetails, data: Any) -> tuple[Loc, str]:
 
 
 _TAGS: Final = {
-    "kind": "schema_failure, latency_regression, cost_per_task, review_rejection, safety_blocks, "
-    "complaints, threshold, drift",
+    "kind": ", ".join(GATE_KINDS),
     "type": "an action or detector type",
     "rule": "steps or doubling",
     "method": "none, msprt or confidence_sequence",

@@ -9,27 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from typing import Any, Final, TypeAlias, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
+from rollwatch.gates.kinds import KINDS
+from rollwatch.gates.kinds.drift import WORSE_DRIFT
+from rollwatch.gates.kinds.spec import MAX_COUNT_WINDOW, Issue
+from rollwatch.gates.kinds.threshold import WORSE_DIRECTION
 from rollwatch.tickets.actions import Action, AnyAction
 from rollwatch.tickets.authority import role_may_issue
 from rollwatch.tickets.catalogue import CUSTOMER_MESSAGES, ROLES, ActionType
-from rollwatch.tickets.durations import format_duration
-from rollwatch.tickets.gates import (
-    BOTH_ACTION_AND_LADDER,
-    NEITHER_ACTION_NOR_LADDER,
-    AnyGate,
-    CostPerTaskGate,
-    DriftGate,
-    Gate,
-    LatencyRegressionGate,
-    ReviewRejectionGate,
-    SafetyBlocksGate,
-    SchemaFailureGate,
-    ThresholdGate,
-)
+from rollwatch.tickets.gates import BOTH_ACTION_AND_LADDER, NEITHER_ACTION_NOR_LADDER, AnyGate, Gate
 from rollwatch.tickets.model import (
     Authority,
     Canary,
@@ -43,25 +34,13 @@ from rollwatch.tickets.model import (
 )
 from rollwatch.tickets.yamlsource import Loc
 
-__all__ = ["MAX_RESTORE_MS", "Issue", "semantic_issues"]
+__all__ = ["MAX_RESTORE_MS", "WORSE_DIRECTION", "WORSE_DRIFT", "Issue", "semantic_issues"]
 
-Issue: TypeAlias = tuple[Loc, str]
 T = TypeVar("T")
 
 MAX_RESTORE_MS: Final = 15 * 60_000
 """The seed's rollback objective: previous route and prompt back in under 15 minutes."""
 
-WORSE_DIRECTION: Final = {
-    "error_rate": ("above", "a higher error rate is worse"),
-    "p95_latency_ms": ("above", "higher latency is worse"),
-    "avg_quality_score": ("below", "lower quality is worse"),
-    "cost_per_request": ("above", "higher cost is worse"),
-}
-WORSE_DRIFT: Final = {
-    "latency": ("increase", "rising latency is the regression"),
-    "quality": ("decrease", "falling quality is the regression"),
-    "cost": ("increase", "rising cost is the regression"),
-}
 _ROUTE_IDENTITY: Final = frozenset({"route", "notes", "approved_on"})
 
 _GATE: Final[TypeAdapter[AnyGate]] = TypeAdapter(Gate)
@@ -201,43 +180,16 @@ def _gates(raw: Any, estimates: Estimates | None) -> list[Issue]:
 
 
 def _gate(gate: AnyGate, estimates: Estimates | None) -> Iterator[Issue]:
+    """Rules for every gate, then its kind's own (:attr:`rollwatch.gates.kinds.spec.GateKind.check`)."""
     if gate.segment is not None and gate.by_segment:
         yield ("by_segment",), "cannot be true when segment is set; choose one segment or all of them"
-    window: tuple[str, int] | None = None
-    match gate:
-        case SchemaFailureGate():
-            window = ("window_calls", gate.window_calls)
-            if gate.control_rate_below > gate.rate_above:
-                yield (
-                    ("control_rate_below",),
-                    f"must not exceed rate_above ({gate.rate_above:g}) or a candidate no worse than control could fire",
-                )
-        case LatencyRegressionGate():
-            if gate.baseline_window < gate.window:
-                yield ("baseline_window",), f"must be at least window ({format_duration(gate.window)})"
-        case CostPerTaskGate():
-            window = ("window_tasks", gate.window_tasks)
-            if estimates is None:
-                yield ("kind",), "needs estimates.cost_per_successful_task_usd to compare against"
-        case ReviewRejectionGate():
-            window = ("window_reviews", gate.window_reviews)
-        case SafetyBlocksGate():
-            window = ("window_requests", gate.window_requests)
-        case ThresholdGate():
-            worse, why = WORSE_DIRECTION[gate.metric]
-            if gate.direction != worse:
-                yield ("direction",), f"must be {worse} for {gate.metric}: {why}"
-            if gate.metric == "error_rate" and gate.value > 1:
-                yield ("value",), f"is a rate and must be at most 1 (0.05 = 5%), got {gate.value:g}"
-        case DriftGate():
-            worse, why = WORSE_DRIFT[gate.metric]
-            if gate.direction != worse:
-                yield ("direction",), f"must be {worse} for {gate.metric}: {why}"
-            detector = gate.detector
-            if detector.type == "kswin" and (detector.stat_size or 30) >= (detector.window_size or 100):
-                yield ("detector", "stat_size"), "must be smaller than window_size (30 and 100 when left out)"
-    if window is not None and gate.min_samples > window[1]:
-        yield ("min_samples",), f"cannot exceed {window[0]} ({window[1]}): the window never holds that many"
+    spec = KINDS[gate.kind]
+    yield from spec.check(gate, estimates)
+    for need in spec.windows(gate):
+        if need.size > MAX_COUNT_WINDOW:
+            yield (need.field,), f"cannot exceed {MAX_COUNT_WINDOW:,}: a route keeps no longer count window"
+        elif need.bounds_min_samples and gate.min_samples > need.size:
+            yield ("min_samples",), f"cannot exceed {need.field} ({need.size}): the window never holds that many"
 
 
 def _actions(data: dict[str, Any]) -> Iterator[tuple[Loc, AnyAction]]:

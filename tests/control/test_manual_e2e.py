@@ -60,7 +60,7 @@ def worker(topics: Settings, tmp_path: Path, hook: Hook) -> Iterator[WorkerProce
         f"rw-manual-{time.time_ns()}",
         "w1",
         tmp_path / "w1.log",
-        engine="rollwatch.gates.engine:production_factory",
+        engine="rollwatch.agents.engine_factory:production_factory",
     )
     process.start()
     try:

@@ -42,7 +42,7 @@ from tests.reliability.conftest import control_settings_for
 
 pytestmark = pytest.mark.integration
 
-ENGINE: Final = "rollwatch.gates.engine:production_factory"
+ENGINE: Final = "rollwatch.agents.engine_factory:production_factory"
 BEHIND_MS: Final = 8 * 60_000
 Outcome = tuple[str, str, str, dict[str, Any]]
 

@@ -56,7 +56,7 @@ from tests.reliability.conftest import control_settings_for
 
 pytestmark = pytest.mark.integration
 
-ENGINE = "rollwatch.gates.engine:production_factory"
+ENGINE = "rollwatch.agents.engine_factory:production_factory"
 BEHIND_MS = 10 * 60_000
 BLIP = "support-summary-blip"
 

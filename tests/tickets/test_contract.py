@@ -18,6 +18,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from rollwatch.tickets.actions import Action
 from rollwatch.tickets.fieldtypes import StrictModel
+from rollwatch.tickets.gatebase import GateBase, GuardedGate
 from rollwatch.tickets.gates import Gate
 from rollwatch.tickets.load import check_ticket_data
 from rollwatch.tickets.model import (
@@ -40,12 +41,16 @@ MUTANTS: Final[list[Any]] = [None, True, 0, 1, -1, 3.0, 0.5, 150, "", "x", "30m"
 """Replacement values chosen to cross every type and range boundary the ticket uses."""
 
 
+ABSTRACT: Final = (StrictModel, GateBase, GuardedGate)
+"""Bases no document is validated against on its own: the schema has no ``$defs`` entry for them."""
+
+
 def _models() -> Iterator[type[BaseModel]]:
     pending: list[type[BaseModel]] = [StrictModel]
     while pending:
         model = pending.pop()
         pending += model.__subclasses__()
-        if not model.__name__.startswith("_") and model is not StrictModel:
+        if not model.__name__.startswith("_") and model not in ABSTRACT:
             yield model
 
 

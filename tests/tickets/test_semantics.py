@@ -133,6 +133,18 @@ CASES: list[tuple[str, str, Edit, list[tuple[str, str]]]] = [
     ),
     (
         "support-summary",
+        "a count window no route keeps",
+        _set(((*GATE, 0, "window_calls"), 2_000_000)),
+        [("gates[0].window_calls", "cannot exceed 1,000,000: a route keeps no longer count window")],
+    ),
+    (
+        "support-summary",
+        "more complaints than a route can count",
+        _set(((*GATE, 5, "confirmed_at_least"), 1_000_001)),
+        [("gates[5].confirmed_at_least", "cannot exceed 1,000,000")],
+    ),
+    (
+        "support-summary",
         "baseline shorter than window",
         _set(((*GATE, 1, "baseline_window"), "10m")),
         [("gates[1].baseline_window", "must be at least window (30m)")],

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from rollwatch.agents.engine_factory import production_factory
 from rollwatch.events import CallEvent
-from rollwatch.gates.engine import production_factory
 from rollwatch.settings import load_settings
 from rollwatch.signing import keyring_from_settings, verify_command
 from tests.gates.conftest import EXAMPLE
