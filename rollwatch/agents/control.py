@@ -22,8 +22,8 @@ from rollwatch.agents.records import SourceRecord
 from rollwatch.agents.runtime import Runtime
 from rollwatch.agents.tickets import TicketFeed
 from rollwatch.commands import decode_command
+from rollwatch.control.verify import CommandChecker, TicketBook
 from rollwatch.errors import ContractError
-from rollwatch.flagstore.verify import CommandChecker, TicketBook
 from rollwatch.gates.manual import admit, escalation_views, is_manual
 from rollwatch.notify import Notifier, notice_for_escalation
 from rollwatch.settings import Settings

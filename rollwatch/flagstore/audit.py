@@ -26,7 +26,7 @@ __all__ = ["AuditLog", "AuditRecord", "Outcome", "Subject"]
 log = logging.getLogger(__name__)
 
 Outcome: TypeAlias = Literal["applied", "refused", "duplicate"]
-Subject: TypeAlias = Literal["command", "ticket", "flags"]
+Subject: TypeAlias = Literal["command", "ticket", "flags", "redis"]
 
 
 @dataclass(frozen=True, slots=True)

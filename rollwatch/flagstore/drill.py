@@ -13,7 +13,7 @@ control path is proven end to end without moving users. ``segment=None`` drills 
 whole workflow (staging, or a deliberate production drill).
 
 The issuer is the owner of the signing key (the keyring's principal for it), who must be
-allowed to set every drilled flag (see :mod:`~rollwatch.flagstore.verify`).
+allowed to set every drilled flag (see :mod:`~rollwatch.control.verify`).
 """
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from rollwatch.commands import ControlAck, Evidence, Reason, RollbackCommand, TicketRef, decode_ack, encode_command
+from rollwatch.control.effects import DRILL_SEGMENT
+from rollwatch.control.state import FlagMap
+from rollwatch.control.topics import assigned, load_flag_states, read_tickets
+from rollwatch.control.verify import authority_refusal
 from rollwatch.errors import ContractError
-from rollwatch.flagstore.effects import DRILL_SEGMENT
 from rollwatch.flagstore.errors import DrillError
-from rollwatch.flagstore.service import load_flag_states
-from rollwatch.flagstore.state import FlagMap
-from rollwatch.flagstore.topics import make_consumer, partitions_of, read_tickets
-from rollwatch.flagstore.verify import authority_refusal
 from rollwatch.kafka import make_producer
 from rollwatch.settings import Settings
 from rollwatch.signing import SigningKey, sign_command, signing_key_from_settings
@@ -249,19 +248,10 @@ async def run_drill(
     ttl = timedelta(seconds=max(60.0, 3 * deadline))
     drill_id = f"drill-{uuid.uuid4().hex[:16]}"
 
-    consumer = make_consumer(settings)
-    await consumer.start()
-    try:
-        tps = await partitions_of(consumer, settings.topic_acks)
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:
-            await consumer.position(tp)  # fix "the end" before anything is published
+    async with assigned(settings, settings.topic_acks, at="end") as (consumer, _):  # "the end" fixed first
         issued = clock()
         drill_cmd = _command(ticket, "drill", drill_id, drilled, segment, issuer, issued, ttl)
         drill = await _phase(consumer, settings, key, drill_cmd, consumers, deadline)
         restore_cmd = _command(ticket, "drill_restore", f"{drill_id}-restore", restore, segment, issuer, clock(), ttl)
         restored = await _phase(consumer, settings, key, restore_cmd, consumers, deadline)
-    finally:
-        await consumer.stop()
     return DrillReport(workflow, segment, issuer, deadline, drill, restored)

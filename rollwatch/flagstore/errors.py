@@ -1,23 +1,16 @@
-"""Errors of the flag store, the drill and the shared command checks."""
+"""Errors of the flag store and the drill (the checks and topics they share with gateways raise
+:class:`rollwatch.control.ControlError`)."""
 
 from __future__ import annotations
 
 from rollwatch.errors import RollwatchError
 
-__all__ = ["DrillError", "FlagStoreError", "StateFormatError"]
+__all__ = ["DrillError", "FlagStoreError"]
 
 
 class FlagStoreError(RollwatchError):
     """The flag store cannot do what it was asked (start, read its topics, serve)."""
 
 
-class StateFormatError(FlagStoreError):
-    """A record on the compacted flags topic is not a flag document this code can read.
-
-    Raised instead of guessing: rebuilding state from a record we misread would
-    silently undo a rollback.
-    """
-
-
-class DrillError(RollwatchError):
+class DrillError(FlagStoreError):
     """A drill could not be run at all (no ticket, no signing key); a failed drill is a report."""

@@ -6,7 +6,7 @@ topic, never through an HTTP call that would bypass authority and the audit.
 - ``GET /flags`` -> ``{"workflows": {workflow: {"flags": {...}, "segments": {name: {...}}}}}``
 - ``GET /flags/{workflow}[?segment=S]`` -> the flags a request in that scope sees, with the layers
 - ``GET /audit[?workflow=W&command_id=C&limit=N]`` -> audit records, newest first
-- ``GET /metrics`` (Prometheus), ``GET /healthz``
+- ``GET /metrics`` (Prometheus), ``GET /healthz`` (with what the last start took back from Redis)
 - ``POST /ofrep/v1/evaluate/flags[/{key}]``: OpenFeature Remote Evaluation (:mod:`rollwatch.flagstore.ofrep`)
 """
 
@@ -89,7 +89,9 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _health(request: web.Request) -> web.Response:
-    return _json({"status": "ok", "workflows": len(request.app[_STORE].known_workflows())})
+    store = request.app[_STORE]
+    reconciled = store.reconciliation.to_dict()
+    return _json({"status": "ok", "workflows": len(store.known_workflows()), "redis_reconciliation": reconciled})
 
 
 def make_app(store: FlagStore) -> web.Application:

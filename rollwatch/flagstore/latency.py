@@ -23,8 +23,8 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from rollwatch.commands import ControlAck, decode_ack, decode_command
+from rollwatch.control.topics import getmany_skipping, partitions_of
 from rollwatch.errors import ContractError
-from rollwatch.flagstore.topics import getmany_skipping, partitions_of
 from rollwatch.kafka import client_options
 from rollwatch.settings import Settings
 

@@ -49,8 +49,8 @@ from rollwatch.commands import (
     TicketRef,
     rfc3339,
 )
+from rollwatch.control.effects import plan_percents
 from rollwatch.events import Event
-from rollwatch.flagstore.effects import plan_percents
 from rollwatch.gates.bank import DetectorBank
 from rollwatch.gates.errors import EngineStateError
 from rollwatch.gates.evaluate import Arms, detector_bank, evaluate_gate

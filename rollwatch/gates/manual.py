@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from rollwatch.commands import MANUAL_ACTIONS, RollbackCommand
-from rollwatch.flagstore.verify import CommandChecker, Refusal, authority_refusal
+from rollwatch.control.verify import CommandChecker, Refusal, authority_refusal
 from rollwatch.gates.judge import JudgeMemory
 from rollwatch.tickets import Ticket
 from rollwatch.tickets.authority import issuers

@@ -13,10 +13,9 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from rollwatch.commands import RollbackCommand
-from rollwatch.flagstore.state import FlagBook, FlagMap, FlagValue, WorkflowFlags
-from rollwatch.flagstore.verify import TicketBook
+from rollwatch.control.state import FlagBook, FlagMap, FlagValue, WorkflowFlags
+from rollwatch.control.verify import TicketBook
 from rollwatch.tickets import Ticket, candidate_flags
-from rollwatch.trust import Keyring
 
 __all__ = ["FlagCache", "Listener"]
 
@@ -70,13 +69,6 @@ class FlagCache:
     def set_ticket(self, ticket: Ticket) -> None:
         self.tickets.put(ticket)
         self._changed(ticket.workflow)
-
-    def load_release(self, key: bytes | None, value: bytes | None, source: str, keyring: Keyring) -> None:
-        """One releases-topic record, verified (raises ``ReleaseRefused`` or ``TicketError`` when refused)."""
-        ticket = self.tickets.load_record(key, value, source, keyring)
-        workflow = ticket.workflow if ticket is not None else (key or b"").decode("utf-8", "replace")
-        if workflow:
-            self._changed(workflow)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` on every change; returns the function that unsubscribes it."""

@@ -20,8 +20,8 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from rollwatch.flagstore.errors import StateFormatError
-from rollwatch.flagstore.state import FlagMap, decode_state
+from rollwatch.control.errors import StateFormatError
+from rollwatch.control.state import FlagMap, decode_state
 from rollwatch.gateway.cache import FlagCache
 from rollwatch.trust import Keyring, SignatureError
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rollwatch.flagstore.state import FlagValue
+from rollwatch.control.state import FlagValue
 from rollwatch.gateway.bucketing import BUCKETS, DEFAULT_BUCKETING, Bucketing, basis_points, bucket, in_canary
 from rollwatch.gateway.providers import Arm, RouteSpec
 

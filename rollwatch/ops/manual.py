@@ -2,7 +2,7 @@
 
 Every manual command is an ordinary signed :class:`~rollwatch.commands.RollbackCommand`, so
 the flag store and gateways check it exactly as they check the worker's (signature, time,
-ticket in force, authority, effect; :mod:`rollwatch.flagstore.verify`). This module is the
+ticket in force, authority, effect; :mod:`rollwatch.control.verify`). This module is the
 pure part: from the ticket in force and the flags in force to the command, and the CLI's
 own authority check, which runs the consumers' function so the two cannot disagree.
 
@@ -26,8 +26,8 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal, TypeAlias
 
 from rollwatch.commands import Evidence, Reason, RollbackCommand, TicketRef
-from rollwatch.flagstore.effects import effect_refusal, odd_value
-from rollwatch.flagstore.verify import authority_refusal
+from rollwatch.control.effects import effect_refusal, odd_value
+from rollwatch.control.verify import authority_refusal
 from rollwatch.ops.errors import OpsError
 from rollwatch.tickets import Ticket, next_rollout_percent, roles_of
 from rollwatch.tickets.authority import grant_of
@@ -63,7 +63,7 @@ def flags_before(
 
     ``applied`` is every command the flag store applied for the workflow, in order; only
     those before ``target`` count. A workflow-wide command clears the flags it sets from
-    segment layers, exactly as :meth:`~rollwatch.flagstore.state.WorkflowFlags.apply` does.
+    segment layers, exactly as :meth:`~rollwatch.control.state.WorkflowFlags.apply` does.
     """
     layer: dict[str, Any] = {}
     segments: dict[str, dict[str, Any]] = {}

@@ -21,9 +21,8 @@ import orjson
 import typer
 
 from rollwatch.commands import RollbackCommand, decode_command, encode_command
+from rollwatch.control.topics import load_flag_states, read_tickets, read_topic
 from rollwatch.errors import ContractError
-from rollwatch.flagstore.service import load_flag_states
-from rollwatch.flagstore.topics import make_consumer, partitions_of, read_tickets, read_to_end
 from rollwatch.kafka import make_producer
 from rollwatch.ops.errors import OpsError
 from rollwatch.ops.manual import Verb, approval_command, flags_before, manual_command, precheck
@@ -61,27 +60,19 @@ async def read_situation(settings: Settings, keyring: Keyring, workflow: str, co
     applied: list[RollbackCommand] = []
     if not commands or state is None:
         return Situation(ticket, current, applied)
-    consumer = make_consumer(settings)
-    await consumer.start()
-    try:
-        ctps = await partitions_of(consumer, settings.topic_control)
-        consumer.assign(ctps)
-        await consumer.seek_to_beginning(*ctps)
-        seen: dict[str, RollbackCommand] = {}
+    seen: dict[str, RollbackCommand] = {}
 
-        def take_command(record: Any) -> None:
-            try:
-                command = decode_command(record.value)
-            except ContractError:
-                return
-            if command.workflow == workflow:
-                seen.setdefault(command.command_id, command)
+    def take_command(record: Any) -> None:
+        try:
+            command = decode_command(record.value)
+        except ContractError:
+            return
+        if command.workflow == workflow:
+            seen.setdefault(command.command_id, command)
 
-        await read_to_end(consumer, ctps, take_command)
-        # Only what the flag store applied, in the order it applied it (its signed document says).
-        applied = [seen[i] for i in state.applied if i in seen]
-    finally:
-        await consumer.stop()
+    await read_topic(settings, settings.topic_control, take_command)
+    # Only what the flag store applied, in the order it applied it (its signed document says).
+    applied = [seen[i] for i in state.applied if i in seen]
     return Situation(ticket, current, applied)
 
 

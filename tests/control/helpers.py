@@ -22,7 +22,7 @@ from rollwatch.commands import (
     decode_ack,
     encode_command,
 )
-from rollwatch.flagstore.topics import make_consumer, partitions_of
+from rollwatch.control.topics import make_consumer, partitions_of
 from rollwatch.kafka import make_producer
 from rollwatch.settings import Settings
 from rollwatch.signing import sign_command

@@ -11,12 +11,12 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from rollwatch.commands import RollbackCommand
+from rollwatch.control.topics import make_consumer, partitions_of
 from rollwatch.emit import TelemetryEmitter
 from rollwatch.events import CallEvent, decode_message
 from rollwatch.flagstore.latency import AckMonitor, ApplyLatency
 from rollwatch.flagstore.redis_sink import RedisFlags
 from rollwatch.flagstore.service import FlagStore
-from rollwatch.flagstore.topics import make_consumer, partitions_of
 from rollwatch.gates.engine import Engine
 from rollwatch.gateway import (
     ControlSubscriber,

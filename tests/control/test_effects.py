@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from rollwatch.flagstore.effects import DRILL_SEGMENT, effect_refusal, odd_value
-from rollwatch.flagstore.verify import CommandChecker, TicketBook
+from rollwatch.control.effects import DRILL_SEGMENT, effect_refusal, odd_value
+from rollwatch.control.verify import CommandChecker, TicketBook
 from rollwatch.tickets import Ticket, candidate_flags
 from rollwatch.trust import Keyring
 from tests.control.helpers import command, example_ticket

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from rollwatch.broker import free_port
+from rollwatch.control.topics import make_consumer, partitions_of
 from rollwatch.emit import SyncEmitter, TelemetryEmitter
 from rollwatch.events import CallEvent, decode_message
-from rollwatch.flagstore.topics import make_consumer, partitions_of
 from rollwatch.kafka import ensure_topics
 from rollwatch.settings import Settings
 

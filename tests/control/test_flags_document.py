@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from rollwatch.commands import FLAG_NAMES
+from rollwatch.control.topics import make_consumer, partitions_of, read_to_end
 from rollwatch.flagstore.service import FlagStore
-from rollwatch.flagstore.topics import make_consumer, partitions_of, read_to_end
 from rollwatch.settings import Settings
 from rollwatch.tickets import Ticket
 from rollwatch.trust import keyring_from_settings, verify_document

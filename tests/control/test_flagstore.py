@@ -12,9 +12,10 @@ from redis.asyncio import Redis
 
 from rollwatch.broker import free_port
 from rollwatch.commands import Signature
+from rollwatch.control.topics import load_flag_states
 from rollwatch.flagstore.http import serve
 from rollwatch.flagstore.redis_sink import RedisFlags
-from rollwatch.flagstore.service import FlagStore, load_flag_states
+from rollwatch.flagstore.service import FlagStore
 from rollwatch.gateway import FlagCache, FlagStorePoller
 from rollwatch.settings import Settings
 from rollwatch.signing import sign_command

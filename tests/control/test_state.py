@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 import pytest
 
-from rollwatch.flagstore.errors import StateFormatError
-from rollwatch.flagstore.state import APPLIED_MEMORY, FlagBook, WorkflowFlags, decode_state
-from rollwatch.flagstore.verify import CommandChecker, TicketBook, authority_refusal
+from rollwatch.control.errors import StateFormatError
+from rollwatch.control.state import APPLIED_MEMORY, FlagBook, WorkflowFlags, decode_state
+from rollwatch.control.verify import CommandChecker, TicketBook, authority_refusal
 from rollwatch.signing import sign_command
 from rollwatch.tickets import Ticket
 from rollwatch.trust import Keyring, SignatureError, TrustedKey, parse_signing_key, parse_verify_key

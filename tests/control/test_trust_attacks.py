@@ -29,10 +29,10 @@ from rollwatch.agents.records import SourceRecord
 from rollwatch.agents.runtime import Runtime, Topics
 from rollwatch.broker import free_port
 from rollwatch.commands import RollbackCommand, encode_command
+from rollwatch.control.state import WorkflowFlags
 from rollwatch.flagstore.http import serve
 from rollwatch.flagstore.redis_sink import RedisFlags
 from rollwatch.flagstore.service import FlagStore
-from rollwatch.flagstore.state import WorkflowFlags
 from rollwatch.gates.engine import EngineFactoryImpl
 from rollwatch.gateway import ControlSubscriber, FlagCache
 from rollwatch.kafka import make_producer

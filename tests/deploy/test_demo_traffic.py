@@ -12,7 +12,7 @@ import asyncio
 import subprocess
 from pathlib import Path
 
-from rollwatch.flagstore.topics import make_consumer, partitions_of
+from rollwatch.control.topics import make_consumer, partitions_of
 from rollwatch.settings import Settings
 from tests.ops.helpers import ROOT, ops_argv, ops_env, write_config
 

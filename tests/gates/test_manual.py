@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from rollwatch.commands import RollbackCommand, encode_command
-from rollwatch.flagstore.verify import CommandChecker, TicketBook
+from rollwatch.control.verify import CommandChecker, TicketBook
 from rollwatch.gates.engine import Engine
 from rollwatch.gates.judge import JudgeMemory, judge
 from rollwatch.gates.manual import admit, apply_manual, escalation_views

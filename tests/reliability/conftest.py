@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from pydantic import SecretStr
+from redis.asyncio import Redis
 
 from rollwatch.broker import EmbeddedBroker, free_port
 from rollwatch.settings import Settings, load_settings
@@ -49,3 +50,15 @@ def control_settings_for(bootstrap_servers: str) -> Settings:
             "command_ack_deadline_s": 5.0,
         }
     )
+
+
+@pytest.fixture
+async def loss_settings(own_broker: EmbeddedBroker) -> AsyncIterator[Settings]:
+    """:func:`control_settings_for` the test's own broker; its Redis keys are deleted afterwards."""
+    made = control_settings_for(own_broker.bootstrap_servers)
+    yield made
+    client = Redis.from_url(made.redis_url)
+    keys = [key async for key in client.scan_iter(match=f"{made.redis_prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -21,17 +20,17 @@ from aiokafka import TopicPartition
 from redis.asyncio import Redis
 
 from rollwatch.broker import EmbeddedBroker
+from rollwatch.control.topics import load_flag_states, make_consumer, partitions_of
 from rollwatch.emit import TelemetryEmitter
 from rollwatch.events import CallEvent, decode_message
 from rollwatch.flagstore.redis_sink import RedisFlags
 from rollwatch.flagstore.service import FlagStore
-from rollwatch.flagstore.topics import make_consumer, partitions_of
 from rollwatch.gateway import ControlSubscriber, FlagCache
 from rollwatch.kafka import ensure_topics
 from rollwatch.settings import Settings
+from rollwatch.signing import keyring_from_settings
 from rollwatch.tickets import Ticket
 from tests.control.helpers import AckReader, command, example_ticket, publish, publish_ticket, signed, wait_until
-from tests.reliability.conftest import control_settings_for
 
 pytestmark = pytest.mark.integration
 
@@ -74,16 +73,10 @@ async def telemetry_ids(settings: Settings, expected: int, timeout: float = 20.0
 
 
 @pytest.fixture
-async def settings(own_broker: EmbeddedBroker) -> AsyncIterator[Settings]:
-    made = control_settings_for(own_broker.bootstrap_servers)
-    await ensure_topics(made)
-    await publish_ticket(made, example_ticket())
-    yield made
-    client = Redis.from_url(made.redis_url)
-    keys = [key async for key in client.scan_iter(match=f"{made.redis_prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+async def settings(loss_settings: Settings) -> Settings:
+    await ensure_topics(loss_settings)
+    await publish_ticket(loss_settings, example_ticket())
+    return loss_settings
 
 
 def recreate_topics_before_clients_act(settings: Settings) -> None:
@@ -172,6 +165,15 @@ async def test_emitter_flag_store_and_gateway_reconnect_after_a_broker_restart(
         await wait_until(
             lambda: gateway.reset_watch is not None and ctl in gateway.reset_watch.rewound, 30, "the gateway to rewind"
         )
+        # The flag store also writes its documents to the new, empty flags topic again, so a
+        # gateway started after the loss does not fall back to the ticket's candidate.
+        deadline = time.monotonic() + 30
+        while not any(
+            s.workflow == WF and s.flags == {"ai.rollout.percent": 1.0}
+            for s in await load_flag_states(settings, keyring_from_settings(settings))
+        ):
+            assert time.monotonic() < deadline, "the flag store did not re-publish its documents after the loss"
+            await asyncio.sleep(0.2)
         restore = signed(settings, command(ticket, "restore_route", {"ai.route.provider": ticket.control.route}))
         async with AckReader(settings) as acks:
             await publish(settings, restore)

@@ -3,7 +3,7 @@
 ``tests/control`` proves this for the flag store end to end and for the gateway on a
 forged and an unauthorized command (``test_the_gateway_refuses_what_the_flag_store_refuses``).
 This completes the gateway's side of issue 8's list through the public entry point
-the subscriber feeds every control record to (:meth:`ControlSubscriber.handle`), with
+the subscriber feeds every control record to (:meth:`ControlSubscriber.process`, the consumer base's), with
 the wire bytes a hostile or stale producer would publish. A refused command must leave
 the flags the gateway serves exactly as they were; a replay must be a no-op.
 """
@@ -26,7 +26,7 @@ WF = "support-summary"
 
 
 async def test_the_gateway_refuses_every_kind_of_bad_command_and_applies_a_replay_once() -> None:
-    settings = control_settings_for("127.0.0.1:9")  # never contacted: handle() is fed directly
+    settings = control_settings_for("127.0.0.1:9")  # never contacted: process() is fed directly
     ticket = example_ticket()
     cache = FlagCache()
     cache.set_ticket(ticket)
@@ -58,18 +58,19 @@ async def test_the_gateway_refuses_every_kind_of_bad_command_and_applies_a_repla
     }
     before = cache.flags(WF)
     for name, cmd in cases.items():
-        assert await gateway.handle(encode_command(cmd), 0, 0) == "refused", name
+        assert (await gateway.process(encode_command(cmd), 0, 0)).status == "refused", name
         assert gateway.last_refusal is not None
         code = {"wrong_secret": "bad_signature", "stranger": "issuer_mismatch"}.get(name, name)
         assert gateway.last_refusal.code == code, (name, gateway.last_refusal)
         assert cache.flags(WF) == before, name
-    assert await gateway.handle(b'{"command_id": "junk"}', 0, 1) is None  # malformed: refused, counted
+    junk = await gateway.process(b'{"command_id": "junk"}', 0, 1)  # malformed: refused, counted
+    assert (junk.status, junk.code, junk.command, junk.command_id) == ("refused", "malformed", None, "junk")
     assert gateway.counts["refused"] == len(cases) + 1
 
     valid = signed(settings, good)
-    assert await gateway.handle(encode_command(valid), 0, 2) == "applied"
+    assert (await gateway.process(encode_command(valid), 0, 2)).status == "applied"
     applied = cache.flags(WF)
     assert applied["ai.route.provider"] == ticket.control.route
-    assert await gateway.handle(encode_command(valid), 0, 3) == "duplicate"  # a replay changes nothing
+    assert (await gateway.process(encode_command(valid), 0, 3)).status == "duplicate"  # a replay changes nothing
     assert cache.flags(WF) == applied
     assert gateway.counts["applied"] == 1 and gateway.counts["duplicate"] == 1

@@ -39,9 +39,9 @@ import pytest
 
 from rollwatch.broker import EmbeddedBroker
 from rollwatch.commands import RollbackCommand, decode_command
+from rollwatch.control.verify import CommandChecker, TicketBook
 from rollwatch.events import Event, encode_events
 from rollwatch.flagstore.service import FlagStore
-from rollwatch.flagstore.verify import CommandChecker, TicketBook
 from rollwatch.gates.engine import COMMAND_TTL_MS, Engine, EngineFactoryImpl
 from rollwatch.kafka import ensure_topics
 from rollwatch.ops.traffic import batches, for_ticket, publish_ticket

@@ -27,10 +27,19 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from rollwatch.commands import Flags, RollbackCommand, rfc3339
-from rollwatch.flagstore.errors import StateFormatError
-from rollwatch.trust import Keyring, SigningKey, sign_document, verify_document
+from rollwatch.control.errors import StateFormatError
+from rollwatch.trust import Keyring, SignatureError, SigningKey, sign_document, verify_document
 
-__all__ = ["APPLIED_MEMORY", "FORMAT", "FlagBook", "FlagMap", "FlagValue", "WorkflowFlags", "decode_state"]
+__all__ = [
+    "APPLIED_MEMORY",
+    "FORMAT",
+    "FlagBook",
+    "FlagMap",
+    "FlagValue",
+    "WorkflowFlags",
+    "decode_state",
+    "verified_state",
+]
 
 FORMAT: Final = "rollwatch.flags/v1"
 APPLIED_MEMORY: Final = 1000
@@ -187,6 +196,22 @@ def decode_state(raw: bytes, keyring: Keyring | None) -> WorkflowFlags:
         updated_at=_opt_str(data, "updated_at"),
         applied=applied[-APPLIED_MEMORY:],
     )
+
+
+def verified_state(value: bytes | None, keyring: Keyring | None) -> WorkflowFlags | tuple[str, str]:
+    """A flag document's verified state, or ``(code, detail)`` saying why it is refused.
+
+    For records of the flags topic and the copies kept in Redis alike. A tombstone (``None``)
+    is refused: nobody signed it, and honouring it would erase a rollback.
+    """
+    if value is None:
+        return "unsigned", "a tombstone is unsigned; the last verified state stays"
+    try:
+        return decode_state(value, keyring)
+    except StateFormatError as exc:
+        return "malformed", str(exc)
+    except SignatureError as exc:
+        return exc.problem, str(exc)
 
 
 class FlagBook:

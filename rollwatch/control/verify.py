@@ -13,7 +13,7 @@ command is applied everywhere or nowhere:
    topic. An older revision is refused too: a revision may have revoked the authority
    the command relies on, and the worker re-issues under the new one;
 4. the author may issue the action under that ticket (its roles and their grants);
-5. what it does fits the ticket (:mod:`rollwatch.flagstore.effects`): values a person
+5. what it does fits the ticket (:mod:`rollwatch.control.effects`): values a person
    would write, the ticket's own routes and prompts, a rollout only lowered except by a
    ``promote`` that takes the plan's next step.
 
@@ -47,7 +47,7 @@ from datetime import datetime, timedelta
 from typing import Literal, TypeAlias
 
 from rollwatch.commands import MANUAL_ACTIONS, RollbackCommand
-from rollwatch.flagstore.effects import effect_refusal, odd_value
+from rollwatch.control.effects import effect_refusal, odd_value
 from rollwatch.settings import Settings
 from rollwatch.signing import Keyring, SignatureError, verify_command
 from rollwatch.tickets import ACTION_TYPES, Ticket, roles_of

@@ -11,14 +11,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CorruptRecordException, KafkaError, UnsupportedCodecError
 
-from rollwatch.flagstore.errors import FlagStoreError
-from rollwatch.flagstore.verify import TicketBook
+from rollwatch.control.errors import ControlError
+from rollwatch.control.state import WorkflowFlags, verified_state
+from rollwatch.control.verify import TicketBook
 from rollwatch.kafka import client_options
 from rollwatch.settings import Settings
 from rollwatch.tickets import TicketError
@@ -27,12 +28,15 @@ from rollwatch.trust.releases import ReleaseRefused
 
 __all__ = [
     "ResetWatch",
+    "assigned",
     "close_clients",
     "getmany_skipping",
+    "load_flag_states",
     "make_consumer",
     "partitions_of",
     "read_tickets",
     "read_to_end",
+    "read_topic",
     "send_retrying",
 ]
 
@@ -74,11 +78,11 @@ async def close_clients(
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    """Every partition of ``topic``; raises :class:`FlagStoreError` when it does not exist."""
+    """Every partition of ``topic``; raises :class:`ControlError` when it does not exist."""
     await consumer.topics()  # refreshes metadata
     parts = consumer.partitions_for_topic(topic)
     if not parts:
-        raise FlagStoreError(f"topic {topic!r} does not exist (run `rollwatch topics create`)")
+        raise ControlError(f"topic {topic!r} does not exist (run `rollwatch topics create`)")
     return [TopicPartition(topic, p) for p in sorted(parts)]
 
 
@@ -96,32 +100,80 @@ async def read_to_end(
         if not behind:
             return
         if time.monotonic() > deadline:
-            raise FlagStoreError(f"could not read {behind[0].topic} to its end within {timeout_s:.0f}s")
+            raise ControlError(f"could not read {behind[0].topic} to its end within {timeout_s:.0f}s")
         batches = await consumer.getmany(*behind, timeout_ms=200)
         for records in batches.values():
             for record in records:
                 on_record(record)
 
 
-async def read_tickets(settings: Settings, keyring: Keyring) -> TicketBook:
-    """The tickets in force on the releases topic now, verified as every consumer verifies them."""
-    book = TicketBook()
+@contextlib.asynccontextmanager
+async def assigned(
+    settings: Settings, topic: str, at: Literal["beginning", "end"] = "beginning"
+) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
+    """A started consumer holding every partition of ``topic``, at its beginning or its end; stopped after.
+
+    "The end" is fixed on entry, so a tool can publish and then read what came after it.
+    """
     consumer = make_consumer(settings)
     await consumer.start()
     try:
-        tps = await partitions_of(consumer, settings.topic_releases)
+        tps = await partitions_of(consumer, topic)
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-
-        def take(record: Any) -> None:
-            # A ticket the consumers refuse is not honoured here either: the previous one stays.
-            with contextlib.suppress(TicketError, ReleaseRefused):
-                book.load_record(record.key, record.value, f"{record.topic}@{record.offset}", keyring)
-
-        await read_to_end(consumer, tps, take)
+        if at == "end":
+            await consumer.seek_to_end(*tps)
+            for tp in tps:
+                await consumer.position(tp)
+        else:
+            await consumer.seek_to_beginning(*tps)
+        yield consumer, tps
     finally:
         await consumer.stop()
+
+
+async def read_topic(settings: Settings, topic: str, on_record: Callable[[Any], None]) -> None:
+    """Feed every record of ``topic``, from its beginning to its end as of now, to ``on_record``."""
+    async with assigned(settings, topic) as (consumer, tps):
+        await read_to_end(consumer, tps, on_record)
+
+
+async def read_tickets(settings: Settings, keyring: Keyring) -> TicketBook:
+    """The tickets in force on the releases topic now, verified as every consumer verifies them."""
+    book = TicketBook()
+
+    def take(record: Any) -> None:
+        # A ticket the consumers refuse is not honoured here either: the previous one stays.
+        with contextlib.suppress(TicketError, ReleaseRefused):
+            book.load_record(record.key, record.value, f"{record.topic}@{record.offset}", keyring)
+
+    await read_topic(settings, settings.topic_releases, take)
     return book
+
+
+async def load_flag_states(
+    settings: Settings,
+    keyring: Keyring | None,
+    on_refused: Callable[[Any, str, str], None] | None = None,
+) -> list[WorkflowFlags]:
+    """Every workflow's latest *verified* state on the compacted flags topic, read now.
+
+    A record that is unreadable, unsigned (a tombstone too) or signed by a key not trusted
+    for flags is skipped (``on_refused(record, code, detail)``) and does not replace the
+    verified state before it. ``keyring=None`` reads without verifying (tools that only display).
+    """
+    latest: dict[str, WorkflowFlags] = {}
+
+    def take(record: Any) -> None:
+        state = verified_state(record.value, keyring)
+        if isinstance(state, tuple):
+            log.error("flags topic %s@%d: skipped: %s: %s", record.partition, record.offset, *state)
+            if on_refused is not None:
+                on_refused(record, *state)
+        else:
+            latest[state.workflow] = state
+
+    await read_topic(settings, settings.topic_flags, take)
+    return list(latest.values())
 
 
 async def send_retrying(
