@@ -134,7 +134,8 @@ class MeanDetector:
     def update_values(self, values: Iterable[float], now_ms: int, log_a: float) -> None:
         """Fold in increments one by one (each >= -1 by construction; a lower one would count as -1)."""
         ys = [max(y, -1.0) for y in values]
-        self._step([sum(math.log1p(bet * y) for y in ys) for bet in BETS], now_ms, log_a)
+        log1p = math.log1p
+        self._step([math.fsum([log1p(bet * y) for y in ys]) for bet in BETS], now_ms, log_a)
 
     def update_sums(self, total: float, squares: float, now_ms: int, log_a: float) -> None:
         """Fold in a batch known by ``sum Y`` and ``sum Y^2`` (every ``Y >= -1``)."""
