@@ -51,6 +51,7 @@ from faust.sensors.monitor import Monitor
 from faust.types import TP
 
 from rollwatch.agents.changelog import ensure_changelog, guard_recovery
+from rollwatch.agents.consumer import WorkerFaust
 from rollwatch.agents.control import ControlFeed, EscalationNotices, ManualCommands
 from rollwatch.agents.metrics import CONTENT_TYPE, Metrics
 from rollwatch.agents.options import DEFAULT_GROUP, WorkerOptions
@@ -218,7 +219,7 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
     """A faust app wired to ``engine_factory``; run it with ``faust.Worker(result.app).execute_from_commandline()``."""
     options = options or WorkerOptions()
     partitions = options.partitions or settings.telemetry_partitions
-    app = faust.App(options.group, **_faust_config(settings, options, partitions))
+    app = WorkerFaust(options.group, **_faust_config(settings, options, partitions))
     # Not one shared Schema: faust's Table overwrites the serializers of the schema it is given
     # (with json unless key_type/value_type are bytes), which would then break the topic too.
     telemetry = app.topic(
@@ -253,6 +254,8 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
     )
     feed = TicketFeed(settings, client_id=f"rollwatch-{runtime.worker}-tickets")
     pipeline = Pipeline(app, runtime, feed, options)
+    # Record batches nobody can decode are stepped over and reported (rollwatch.agents.consumer, .fetch).
+    app.on_undecodable = feed.on_undecodable = pipeline.on_undecodable
 
     def owned(tps: Any) -> set[int]:
         return {tp.partition for tp in tps if tp.topic == topics.telemetry}
@@ -296,7 +299,13 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
     app.task(releases)
 
     if settings.topic_otlp:  # OTLP spans from the Collector, re-published as telemetry (rollwatch.agents.otlp)
-        bridge = OtlpBridge(settings, options, tickets=runtime.tickets.get, registry=metrics.registry)
+        bridge = OtlpBridge(
+            settings,
+            options,
+            tickets=runtime.tickets.get,
+            registry=metrics.registry,
+            on_undecodable=pipeline.on_undecodable,
+        )
 
         async def otlp() -> None:
             await pipeline.wait_for_tickets()
@@ -305,7 +314,9 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
         app.task(otlp)
     # People's commands (issue 14): abort, pause, resume and approvals change what the judge may do.
     manual = ManualCommands(runtime, keyring_from_settings(settings), settings)
-    control_feed = ControlFeed(settings, client_id=f"rollwatch-{runtime.worker}-control")
+    control_feed = ControlFeed(
+        settings, client_id=f"rollwatch-{runtime.worker}-control", on_undecodable=pipeline.on_undecodable
+    )
 
     async def on_control(record: SourceRecord) -> None:
         async with pipeline.lock:
@@ -348,6 +359,10 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
             "group": options.group,
             "ready": runtime.recovered and feed.ready.is_set() and not app.rebalancing,
             "changelog_resets": [asdict(reset) for reset in pipeline.changelog_resets],
+            "undecodable": {
+                "batches": pipeline.undecodable_total,
+                "last": [asdict(batch) for batch in pipeline.undecodable],
+            },
             "manual": {"counts": manual.counts, "last": manual.last},
         }
         return web.bytes(orjson.dumps(body), content_type="application/json")

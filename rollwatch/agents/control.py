@@ -15,9 +15,11 @@ owns; the resulting judge memory is checkpointed with the engine like any other 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from rollwatch.agents.fetch import UndecodableBatch
 from rollwatch.agents.records import SourceRecord
 from rollwatch.agents.runtime import Runtime
 from rollwatch.agents.tickets import TicketFeed
@@ -37,8 +39,15 @@ log = logging.getLogger(__name__)
 class ControlFeed(TicketFeed):
     """Tails the control topic forever (the releases feed's machinery, another topic)."""
 
-    def __init__(self, settings: Settings, *, client_id: str = "rollwatch-control", poll_ms: int = 250) -> None:
-        super().__init__(settings, client_id=client_id, poll_ms=poll_ms)
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client_id: str = "rollwatch-control",
+        poll_ms: int = 250,
+        on_undecodable: Callable[[UndecodableBatch], None] | None = None,
+    ) -> None:
+        super().__init__(settings, client_id=client_id, poll_ms=poll_ms, on_undecodable=on_undecodable)
         self._topic = settings.topic_control
 
 

@@ -164,6 +164,12 @@ class Metrics:
             ["partition"],
             registry=r,
         )
+        self.undecodable = Counter(
+            "rollwatch_undecodable_batches",
+            "Record batches the consumer could not decode (codec, CRC, corrupt bytes) and stepped over",
+            ["topic"],
+            registry=r,
+        )
         self.detection_latency = Histogram(
             "rollwatch_detection_latency_seconds",
             "Broker ack of the command (wall clock) minus the event time of the breaching event",

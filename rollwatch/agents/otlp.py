@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter
 
 from rollwatch.agents.deadletter import dead_letter
+from rollwatch.agents.fetch import UndecodableBatch, fetch_skipping
 from rollwatch.agents.options import WorkerOptions
 from rollwatch.agents.records import Outgoing, SourceRecord
 from rollwatch.errors import RollwatchError
@@ -69,6 +70,7 @@ class OtlpBridge:
         *,
         tickets: Callable[[str], bytes | None],
         registry: CollectorRegistry | None = None,
+        on_undecodable: Callable[[UndecodableBatch], None] | None = None,
     ) -> None:
         if not settings.topic_otlp:
             raise ValueError("the OTLP bridge needs settings.topic_otlp")
@@ -78,6 +80,7 @@ class OtlpBridge:
         self._names = span_names(settings)
         self._tickets = tickets
         self._books: dict[str, tuple[bytes, RouteBook | None]] = {}
+        self._on_undecodable = on_undecodable
         r = registry or CollectorRegistry()
         self.spans = Counter("rollwatch_otlp_spans", "OTLP spans read, by what became of them", ["result"], registry=r)
         self.batches = Counter("rollwatch_otlp_batches", "OTLP messages read", ["result"], registry=r)
@@ -153,6 +156,13 @@ class OtlpBridge:
             )
         return out
 
+    def _undecodable(self, batch: UndecodableBatch) -> None:
+        self.batches.labels("undecodable").inc()
+        if self._on_undecodable is not None:
+            self._on_undecodable(batch)
+        else:
+            log.warning("stepped over an undecodable record batch: %s", batch)
+
     async def run(self) -> None:
         """Consume until cancelled, reconnecting with back-off: a broken bridge must not stop the worker."""
         delay = 0.5
@@ -187,7 +197,12 @@ class OtlpBridge:
             try:
                 log.info("OTLP bridge reading %s", self._topic)
                 while True:
-                    batches = await consumer.getmany(timeout_ms=int(options.fetch_max_wait * 1000) or 50)
+                    # A batch nobody can decode is stepped over (rollwatch.agents.fetch), not retried forever.
+                    batches = await fetch_skipping(
+                        consumer,
+                        lambda: consumer.getmany(timeout_ms=int(options.fetch_max_wait * 1000) or 50),
+                        self._undecodable,
+                    )
                     if batches:
                         await self._forward(consumer, producer, batches)
             finally:

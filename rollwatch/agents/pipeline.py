@@ -60,8 +60,10 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from rollwatch.agents.changelog import ChangelogReset
+from rollwatch.agents.deadletter import dead_letter
+from rollwatch.agents.fetch import UndecodableBatch
 from rollwatch.agents.options import WorkerOptions
-from rollwatch.agents.records import Outgoing, SourceRecord
+from rollwatch.agents.records import BoundedSet, Outgoing, SourceRecord
 from rollwatch.agents.runtime import Judgement, Runtime
 from rollwatch.agents.tickets import TicketFeed
 
@@ -109,6 +111,10 @@ class Pipeline:
         self._flusher: asyncio.Future[None] | None = None
         self.changelog_resets: deque[ChangelogReset] = deque(maxlen=64)
         """Changelog partitions found shorter than recovery had read, newest last (for ``/status``)."""
+        self.undecodable: deque[UndecodableBatch] = deque(maxlen=64)
+        """Record batches the consumer stepped over, newest last (for ``/status``)."""
+        self.undecodable_total = 0
+        self._undecodable_seen = BoundedSet(4096)
 
     async def _send(self, out: Outgoing) -> Any:
         """Hand a record to aiokafka (not faust's send_soon buffer); the future resolves on broker ack."""
@@ -307,6 +313,46 @@ class Pipeline:
                 held,
                 sorted(lost),
             )
+
+    def on_undecodable(self, batch: UndecodableBatch) -> None:
+        """A record batch nobody can decode was stepped over (:mod:`rollwatch.agents.fetch`).
+
+        Counted (metric, ``/status``) and logged in one line. A telemetry batch is also
+        dead-lettered by its place (its bytes are not available); the dead letter joins
+        ``pending``, so it is on the broker before any later event is acked and faust's
+        commit moves past the batch. Batches of the topics every worker tails (releases,
+        control) are only counted: each worker would dead-letter them again. A batch read
+        again by this process (a rebalance or rewind re-reads uncommitted offsets) is not
+        counted again; a restarted worker counts and dead-letters it once more (at least
+        once, like the rest).
+        """
+        where = f"{batch.topic}/{batch.partition}/{batch.first_offset}"
+        if where in self._undecodable_seen:
+            log.debug("stepped over the undecodable record batch at %s again", where)
+            return
+        self._undecodable_seen.add(where)
+        self.undecodable.append(batch)
+        self.undecodable_total += 1
+        self.runtime.metrics.undecodable.labels(batch.topic).inc()
+        log.warning(
+            "stepped over an undecodable record batch %s[%d] offsets %d-%d: %s",
+            batch.topic,
+            batch.partition,
+            batch.first_offset,
+            batch.next_offset - 1,
+            batch.error,
+        )
+        if batch.topic != self.runtime.topics.telemetry:
+            return
+        source = SourceRecord(batch.topic, batch.partition, batch.first_offset, None, None)
+        reason = f"undecodable record batch (offsets {batch.first_offset}-{batch.next_offset - 1}): {batch.error}"
+        out = dead_letter(self.runtime.topics.deadletter, source, reason=reason, field=None, index=None, raw=None)
+        self.runtime.metrics.deadletters.labels("telemetry").inc()
+
+        async def send() -> None:
+            await (await self._send(out))
+
+        self.pending.append(asyncio.ensure_future(send()))
 
     async def on_offsets_lost(self, partitions: set[int]) -> None:
         async with self.lock:

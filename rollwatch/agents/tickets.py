@@ -8,6 +8,8 @@ aiokafka consumer that assigns itself every partition, reads from the beginning 
 is compacted, so that is the latest ticket per workflow) and keeps tailing is small and
 obviously correct: each worker keeps all tickets in a dict and installs the ones of the
 workflows it owns; a worker that gains a workflow in a rebalance already has its ticket.
+A record batch it cannot decode is stepped over and reported (:mod:`rollwatch.agents.fetch`),
+or the feed would retry it forever and never read the tickets after it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from rollwatch.agents.fetch import UndecodableBatch, fetch_skipping
 from rollwatch.agents.records import SourceRecord
 from rollwatch.kafka import client_options
 from rollwatch.settings import Settings
@@ -30,8 +33,16 @@ log = logging.getLogger(__name__)
 class TicketFeed:
     """Tails the releases topic forever; ``ready`` is set once the backlog seen at start is read."""
 
-    def __init__(self, settings: Settings, *, client_id: str = "rollwatch-tickets", poll_ms: int = 250) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client_id: str = "rollwatch-tickets",
+        poll_ms: int = 250,
+        on_undecodable: Callable[[UndecodableBatch], None] | None = None,
+    ) -> None:
         self._settings = settings
+        self.on_undecodable = on_undecodable
         self._topic = settings.topic_releases
         self._client_id = client_id
         self._poll_ms = poll_ms
@@ -77,7 +88,9 @@ class TicketFeed:
                 if not self.ready.is_set() and all(self._next.get(tp.partition, 0) >= end for tp, end in ends.items()):
                     log.info("releases feed caught up: %d partitions of %s", len(tps), self._topic)
                     self.ready.set()
-                batches = await consumer.getmany(timeout_ms=self._poll_ms)
+                batches = await fetch_skipping(
+                    consumer, lambda: consumer.getmany(timeout_ms=self._poll_ms), self._undecodable
+                )
                 for tp, records in batches.items():
                     for record in records:
                         await on_record(SourceRecord(tp.topic, tp.partition, record.offset, record.key, record.value))
@@ -96,6 +109,12 @@ class TicketFeed:
                     self._next[tp.partition] = max(self._next.get(tp.partition, 0), position)
         finally:
             await consumer.stop()
+
+    def _undecodable(self, batch: UndecodableBatch) -> None:
+        if self.on_undecodable is not None:
+            self.on_undecodable(batch)
+        else:
+            log.warning("stepped over an undecodable record batch: %s", batch)
 
     async def _partitions(self, consumer: AIOKafkaConsumer) -> list[int]:
         while True:

@@ -8,10 +8,9 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from rollwatch.commands import decode_command
-from rollwatch.kafka import client_options, ensure_topics
+from rollwatch.kafka import ensure_topics
 from rollwatch.settings import Settings
 from tests.agents.conftest import Spawn
 from tests.agents.fake_engine import command_id, ticket
@@ -190,70 +189,6 @@ async def test_malformed_messages_are_dead_lettered_and_good_events_still_count(
     await produce_events(kafka_settings, [[call("later", "wf", status="error")]])
     await wait_until(lambda: errors(worker.status(), "wf") == 4, what="a later event applied")
     worker.check_alive()
-
-
-async def committed(settings: Settings, group: str) -> dict[int, int | None]:
-    consumer = AIOKafkaConsumer(**client_options(settings), group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        return {
-            p: await consumer.committed(TopicPartition(settings.topic_telemetry, p))
-            for p in range(settings.telemetry_partitions)
-        }
-    finally:
-        await consumer.stop()
-
-
-async def test_sigkill_and_restart_keep_state_and_issue_no_new_command_id(
-    kafka_settings: Settings, spawn: Spawn, group: str
-) -> None:
-    await ensure_topics(kafka_settings)
-    await produce(kafka_settings, kafka_settings.topic_releases, [(b"wf", ticket("rel-k", 1, max_candidate_errors=10))])
-    changelog = f"{group}-state-changelog"
-
-    # 1. Six errors, checkpointed; offsets deliberately not committed yet (long commit interval).
-    first = spawn("w1", "--commit-interval", "600")
-    await wait_until(first.ready, what="first worker ready", timeout=40)
-    await produce_events(
-        kafka_settings,
-        [[call(f"a{i}", "wf", status="error"), call(f"a{i + 1}", "wf", status="error")] for i in range(0, 6, 2)]
-        + [[call("ok1", "wf", arm="control")]],
-    )
-    await wait_until(lambda: errors(first.status(), "wf") == 6, what="6 errors applied")
-    await wait_until(lambda: saved(first.status(), "wf"), what="a checkpoint holding all of them")
-    checkpoints = await read_topic(kafka_settings, changelog, expect=1)
-    assert checkpoints and checkpoints[-1].key == b"wf"
-    first.kill()
-    assert all(offset is None for offset in (await committed(kafka_settings, group)).values()), (
-        "offsets were committed before the kill: the replay path is not exercised"
-    )
-
-    # 2. Six more while nobody runs; the restarted worker replays the uncommitted messages.
-    await produce_events(kafka_settings, [[call(f"b{i}", "wf", status="error")] for i in range(6)])
-    second = spawn("w2")
-    await wait_until(second.ready, what="second worker ready", timeout=40)
-    await wait_until(lambda: errors(second.status(), "wf") == 12, what="12 errors after restart")
-    status = second.status()
-    state = engine(status, "wf")
-    assert state is not None and state["duplicates"] == 0, "replayed messages were applied twice"
-    assert state["counts"]["control"]["calls"] == 1
-    assert status is not None and status["totals"]["replayed"] == 7
-    expected = command_id("wf", "rel-k", 1, "candidate-errors")
-    await wait_until(lambda: expected in (engine(second.status(), "wf") or {}).get("emitted", []), what="command")
-    # Messages, not a set of ids: a repeated command message would show here.
-    assert await command_ids(kafka_settings, expect=1) == [expected]
-
-    # 3. Crash again right after the command; the next worker must not invent a new id.
-    second.kill()
-    third = spawn("w3")
-    await wait_until(third.ready, what="third worker ready", timeout=40)
-    await produce_events(kafka_settings, [[call("c1", "wf", status="error")]])
-    await wait_until(lambda: errors(third.status(), "wf") == 13, what="13 errors")
-    await wait_ticks(third)
-    ids = await command_ids(kafka_settings, expect=1)
-    assert ids == [expected], "a restarted worker sent the command again (or a new id)"
-    assert engine(third.status(), "wf") is not None
-    assert (engine(third.status(), "wf") or {})["duplicates"] == 0
 
 
 async def test_a_stopping_worker_checkpoints_what_waits_for_its_checkpoint(

@@ -9,51 +9,19 @@ on such a batch; before issue 15 the flag store's loop died on it.
 from __future__ import annotations
 
 import asyncio
-import struct
 
 import pytest
-from aiokafka import AIOKafkaClient, TopicPartition
-from aiokafka.protocol.produce import ProduceRequest
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from aiokafka.record.util import calc_crc32c
 from prometheus_client import CollectorRegistry
 
 from rollwatch.flagstore.latency import AckMonitor, ApplyLatency
 from rollwatch.flagstore.service import FlagStore
 from rollwatch.gateway import ControlSubscriber, FlagCache
-from rollwatch.kafka import client_options
 from rollwatch.settings import Settings
 from rollwatch.tickets import Ticket
 from tests.control.helpers import AckReader, command, publish, signed
+from tests.rawbatch import corrupt_snappy_batch, produce_raw
 
 pytestmark = pytest.mark.integration
-
-_CRC_OFFSET = 17  # base offset i64, length i32, leader epoch i32, magic i8
-_ATTRIBUTES_OFFSET = 21  # then crc u32; the CRC-32C covers attributes to the end
-
-
-def corrupt_snappy_batch(key: bytes) -> bytes:
-    builder = DefaultRecordBatchBuilder(2, 0, False, -1, -1, -1, 1 << 20)
-    builder.append(0, timestamp=None, key=key, value=b"not snappy at all " * 8, headers=[])
-    batch = bytearray(builder.build())
-    (attributes,) = struct.unpack_from(">h", batch, _ATTRIBUTES_OFFSET)
-    struct.pack_into(">h", batch, _ATTRIBUTES_OFFSET, attributes | 2)  # codec 2: snappy
-    struct.pack_into(">I", batch, _CRC_OFFSET, calc_crc32c(bytes(batch[_ATTRIBUTES_OFFSET:])))
-    return bytes(batch)
-
-
-async def produce_raw(settings: Settings, topic: str, partition: int, batch: bytes) -> None:
-    client = AIOKafkaClient(**client_options(settings))
-    await client.bootstrap()
-    try:
-        await client._metadata_update(client.cluster, [topic])
-        leader = client.cluster.leader_for_partition(TopicPartition(topic, partition))
-        response = await client.send(leader, ProduceRequest(None, -1, 5000, [(topic, [(partition, batch)])]))
-        ((_, ((_, error, *_),)),) = response.topics
-        assert error == 0, response
-    finally:
-        await client.close()
-
 
 
 async def test_flag_store_gateway_and_ack_monitor_skip_an_undecodable_batch_and_apply_the_next_command(

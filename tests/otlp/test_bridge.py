@@ -8,7 +8,9 @@ from typing import Final
 
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry
 
+from rollwatch.agents.fetch import UndecodableBatch
 from rollwatch.agents.options import WorkerOptions
 from rollwatch.agents.otlp import CHUNK, OtlpBridge, span_names
 from rollwatch.agents.records import SourceRecord
@@ -20,6 +22,7 @@ from rollwatch.tickets import ticket_to_json
 from tests.agents.harness import produce, read_topic
 from tests.control.helpers import example_ticket
 from tests.otlp.spans import Attr, SpanSpec, otlp_json, otlp_proto, traces
+from tests.rawbatch import corrupt_snappy_batch, produce_raw
 
 T0: Final = 1_780_000_000_000_000_000
 TICKET: Final = example_ticket()
@@ -113,6 +116,40 @@ async def test_the_running_bridge_forwards_and_dead_letters_over_the_broker(kafk
     assert [(e.route, e.cost_usd) for e in events] == [(TICKET.candidate.route, 0.0)] * 2  # no tokens: nothing to price
     [letter] = dead
     assert "not valid JSON" in orjson.loads(letter.value)["reason"]
+
+
+@pytest.mark.integration
+async def test_the_running_bridge_steps_over_a_batch_nobody_can_decode(kafka_settings: Settings) -> None:
+    """Before issue 15 the bridge retried such a batch forever and forwarded nothing after it."""
+    settings = kafka_settings.model_copy(update={"topic_otlp": kafka_settings.topic_telemetry + ".otlp"})
+    await ensure_topics(settings)
+    topic = settings.topic_otlp or ""
+    options = WorkerOptions(group=f"g-{settings.topic_telemetry}", session_timeout=4, rebalance_timeout=2)
+    heard: list[UndecodableBatch] = []
+    registry = CollectorRegistry()
+    running = OtlpBridge(
+        settings,
+        options,
+        tickets={TICKET.workflow: ticket_to_json(TICKET)}.get,
+        registry=registry,
+        on_undecodable=heard.append,
+    )
+    await produce(settings, topic, [(b"k", otlp_json(traces([(RESOURCE, [span(0)])])))])
+    (first,) = await read_topic(settings, topic, expect=1)
+    await produce_raw(settings, topic, first.partition, corrupt_snappy_batch(b"k", records=2))
+    await produce(settings, topic, [(b"k", otlp_json(traces([(RESOURCE, [span(1)])])))])
+    task = asyncio.ensure_future(running.run())
+    try:
+        forwarded = await read_topic(settings, settings.topic_telemetry, expect=2, timeout=30)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert len(forwarded) == 2
+    assert [(b.topic, b.partition, b.first_offset, b.next_offset) for b in heard] == [
+        (topic, first.partition, first.offset + 1, first.offset + 3)
+    ]
+    assert registry.get_sample_value("rollwatch_otlp_batches_total", {"result": "undecodable"}) == 1.0
 
 
 def test_a_conversion_bug_costs_one_message_not_the_bridge() -> None:

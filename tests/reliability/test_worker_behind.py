@@ -28,35 +28,28 @@ be refused as expired.
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from rollwatch.broker import EmbeddedBroker
-from rollwatch.commands import RollbackCommand, decode_command
+from rollwatch.commands import RollbackCommand
 from rollwatch.control.verify import CommandChecker, TicketBook
-from rollwatch.events import Event, encode_events
+from rollwatch.events import Event
 from rollwatch.flagstore.service import FlagStore
 from rollwatch.gates.engine import COMMAND_TTL_MS, Engine, EngineFactoryImpl
-from rollwatch.kafka import ensure_topics
-from rollwatch.ops.traffic import batches, for_ticket, publish_ticket
+from rollwatch.ops.traffic import for_ticket, publish_ticket
 from rollwatch.replay import replay_events
 from rollwatch.settings import Settings
 from rollwatch.synth import Traffic, generate
 from rollwatch.tickets import Ticket, ticket_to_json
 from rollwatch.trust import Keyring
-from tests.agents.harness import WorkerProcess, produce, read_topic, wait_until, write_config
+from tests.agents.harness import WorkerProcess, produce
 from tests.control.helpers import AckReader, example_ticket
-from tests.reliability.conftest import control_settings_for
+from tests.reliability.backlog import Outcome, catch_up, messages_of, outcome, outcomes, published_commands
 
 pytestmark = pytest.mark.integration
 
-ENGINE = "rollwatch.agents.engine_factory:production_factory"
 BEHIND_MS = 10 * 60_000
 BLIP = "support-summary-blip"
 
@@ -91,10 +84,6 @@ def blip(ticket: Ticket, now_ms: int, behind_ms: int = BEHIND_MS) -> list[Event]
     return [e for e in generate(failing) if e.ts_ms < healed.start_ms] + list(generate(healed))
 
 
-Outcome = tuple[str, str, str, dict[str, Any]]
-"""(workflow, gate, action, flags) of one command."""
-
-
 def replayed(ticket: dict[str, Ticket], events: dict[str, list[Event]]) -> dict[str, Outcome]:
     """What the recorded telemetry says offline, under the same tickets: command id -> outcome."""
     expected: dict[str, Outcome] = {}
@@ -111,46 +100,17 @@ def replayed(ticket: dict[str, Ticket], events: dict[str, list[Event]]) -> dict[
     return expected
 
 
-@pytest.fixture
-async def settings(broker: EmbeddedBroker) -> AsyncIterator[Settings]:
-    made = control_settings_for(broker.bootstrap_servers)
-    await ensure_topics(made)
-    yield made
-
-
-@pytest.fixture
-def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
-    assert settings.signing_key is not None  # the production engine signs with the test's key
-    config = write_config(settings, tmp_path / "rollwatch.toml")
-    process = WorkerProcess(config, f"rw-{uuid.uuid4().hex[:8]}", "w-behind", tmp_path / "w.log", engine=ENGINE)
-    yield process
-    process.kill()
-    print(f"----- worker (last lines) -----\n{process.tail(80)}")
-
-
-def applied_events(status: dict[str, Any] | None) -> int:
-    return int(status["totals"]["events"]) if status else -1
-
-
-def consumer_lag(metrics: str) -> dict[str, float]:
-    return {
-        line.split('"')[1]: float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.startswith("rollwatch_consumer_lag{")
-    }
-
-
 async def test_a_worker_ten_minutes_behind_catches_up_and_decides_what_replay_decides(
-    settings: Settings, worker: WorkerProcess
+    live_settings: Settings, live_worker: WorkerProcess
 ) -> None:
+    settings, worker = live_settings, live_worker
     ticket = tickets()
     for each in ticket.values():
         await publish_ticket(settings, each, ticket_to_json(each))  # what `rollwatch ticket publish` does
     now_ms = int(time.time() * 1000)
     events = {"support-summary": steady(ticket["support-summary"], now_ms), BLIP: blip(ticket[BLIP], now_ms)}
-    messages = [(wf.encode(), encode_events(b)) for wf, evs in events.items() for b in batches(iter(evs), 100)]
+    messages = [(wf.encode(), m) for wf, ms in messages_of(events).items() for m in ms]
     await produce(settings, settings.topic_telemetry, messages)
-    total = sum(len(evs) for evs in events.values())
 
     expected = replayed(ticket, events)
     # The scenario is what it claims to be: both workflows breach json-failures in replay,
@@ -160,34 +120,10 @@ async def test_a_worker_ten_minutes_behind_catches_up_and_decides_what_replay_de
         (BLIP, "json-failures"),
     ]
 
-    started = time.monotonic()
-    worker.start()
-    await wait_until(worker.ready, what="worker ready", timeout=40)
-    status = await wait_until(
-        lambda: (s := worker.status()) and applied_events(s) >= total and s, what="backlog applied", timeout=40
-    )
-    caught_up_s = time.monotonic() - started
-    assert applied_events(status) == total
-    for wf, evs in events.items():
-        engine = status["workflows"][wf]["engine"]
-        assert engine["duplicates"] == 0
-        assert sum(r["calls"] for r in engine["routes"].values()) == sum(1 for e in evs if e.type == "call")
-    lag = await wait_until(
-        lambda: (found := consumer_lag(worker.metrics())) and all(v == 0 for v in found.values()) and found,
-        what="consumer lag 0",
-    )
-    assert set(lag) <= {str(p) for p in range(settings.telemetry_partitions)}
-
-    # Let the wall-clock judge run a few more times: no further command may appear.
-    ticks = status["totals"]["ticks"]
-    await wait_until(lambda: (s := worker.status()) and s["totals"]["ticks"] >= ticks + 3, what="judge ticks")
-    records = await read_topic(settings, settings.topic_control, expect=len(expected))
-    commands = [decode_command(r.value) for r in records]
-    got = {
-        c.command_id: (c.workflow, c.reason.gate, c.action, {str(k): v for k, v in c.flags.items()}) for c in commands
-    }
-    assert len(commands) == len(got), "a command id was published twice"
-    assert got == expected, f"worker {got} != replay {expected} (caught up in {caught_up_s:.1f}s)"
+    caught = await catch_up(worker, settings, events)
+    commands = await published_commands(settings, expect=len(expected))
+    got = outcomes(commands)
+    assert got == expected, f"worker {got} != replay {expected} (caught up in {caught.seconds:.1f}s)"
 
     # Issued on the worker's clock, not the telemetry's: they arrive with most of their TTL left.
     received = datetime.now(UTC)
@@ -234,12 +170,7 @@ def test_an_engine_fed_an_old_backlog_at_once_decides_as_replay_and_issues_on_th
     got: dict[str, Outcome] = {}
     for emission in engine.evaluate(wall_ms):
         command = emission.command
-        got[command.command_id] = (
-            BLIP,
-            command.reason.gate,
-            command.action,
-            {str(k): v for k, v in command.flags.items()},
-        )
+        got[command.command_id] = outcome(command)
         assert command.issued_at == wall
         assert command.expires_at == wall + timedelta(milliseconds=COMMAND_TTL_MS)
         assert command.reason.detail is not None and "decided on telemetry up to" in command.reason.detail
