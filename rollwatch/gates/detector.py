@@ -59,11 +59,13 @@ __all__ = [
     "MINUTE_MS",
     "ODDS_RATIOS",
     "BernoulliDetector",
-    "DetectorBank",
     "expected_log_lr",
     "info_bound",
     "kl_bernoulli",
+    "log_mixture",
     "log_threshold",
+    "onset_weight",
+    "sr_step",
 ]
 
 MINUTE_MS: Final = 60_000
@@ -82,6 +84,29 @@ def _logaddexp(a: float, b: float) -> float:
     if b == -math.inf:
         return a
     return a + math.log1p(math.exp(b - a))
+
+
+def sr_step(log_r: list[float], log_w: float, log_lrs: list[float]) -> None:
+    """One Shiryaev-Roberts step per alternative, in place: ``R_k = (R_k + w) * L_k`` in log space."""
+    for k, llr in enumerate(log_lrs):
+        value = _logaddexp(log_r[k], log_w) + llr
+        log_r[k] = value if value > _FLOOR else -math.inf
+
+
+def log_mixture(log_r: list[float]) -> float:
+    """log of ``sum_k R_k / K``: the mixture statistic compared with :func:`log_threshold`."""
+    total = -math.inf
+    for value in log_r:
+        total = _logaddexp(total, value)
+    return total - math.log(len(log_r)) if total > -math.inf else -math.inf
+
+
+def onset_weight(at_ms: int | None, now_ms: int) -> float:
+    """log of the weight of the onset started at ``now_ms``: minutes since the previous update (1 at the first)."""
+    if at_ms is None:
+        return 0.0
+    minutes = max(now_ms - at_ms, 0) / MINUTE_MS
+    return math.log(minutes) if minutes > 0 else -math.inf
 
 
 def _alternatives(p0: float) -> list[float]:
@@ -147,10 +172,7 @@ class BernoulliDetector:
     @property
     def log_stat(self) -> float:
         """log of the mixture ``sum_k R_k / K``: compared with :func:`log_threshold`."""
-        total = -math.inf
-        for value in self.log_r:
-            total = _logaddexp(total, value)
-        return total - math.log(len(self.log_r)) if total > -math.inf else -math.inf
+        return log_mixture(self.log_r)
 
     def delta(self, hits: int, trials: int) -> tuple[int, int]:
         """What is new in (hits, trials) counted from ``cursor_ms``: never negative (a spilled bucket counts 0)."""
@@ -163,21 +185,18 @@ class BernoulliDetector:
         twice at the same instant with nothing new changes nothing, so evaluating a gate
         again is harmless.
         """
-        weight = 0.0 if self.at_ms is None else max(now_ms - self.at_ms, 0) / MINUTE_MS
-        if self.at_ms is None:
-            weight = 1.0
+        log_w = onset_weight(self.at_ms, now_ms)
         self.at_ms = now_ms if self.at_ms is None else max(self.at_ms, now_ms)
         if not 0 < p0 < 1:
             return
-        log_w = math.log(weight) if weight > 0 else -math.inf
         before = self.log_stat
         log_q0 = math.log1p(-p0)
         log_p0 = math.log(p0)
         misses = trials - hits
-        for k, p1 in enumerate(_alternatives(p0)):
-            llr = hits * (math.log(p1) - log_p0) + misses * (math.log1p(-p1) - log_q0)
-            value = _logaddexp(self.log_r[k], log_w) + llr
-            self.log_r[k] = value if value > _FLOOR else -math.inf
+        llrs = [
+            hits * (math.log(p1) - log_p0) + misses * (math.log1p(-p1) - log_q0) for p1 in _alternatives(p0)
+        ]
+        sr_step(self.log_r, log_w, llrs)
         after = self.log_stat
         if after >= log_a > before:
             self.alarm_ms = now_ms
@@ -198,50 +217,3 @@ class BernoulliDetector:
             log_r = [-math.inf] * len(ODDS_RATIOS)  # a checkpoint from another grid: start afresh
         hits, trials = data["seen"]
         return cls(log_r, data["at_ms"], data["cursor_ms"], (int(hits), int(trials)), data.get("alarm_ms"))
-
-
-class DetectorBank:
-    """Every detector of one workflow's ticket, by gate key (``gate`` or ``gate@segment``).
-
-    It knows the ticket's alpha and how many detectors share it; the engine keeps one,
-    resets it with the ticket revision and checkpoints it with the judge's memory.
-    """
-
-    __slots__ = ("alpha", "detectors", "horizon_ms", "segment_shares", "shares")
-
-    def __init__(
-        self, alpha: float = 0.05, shares: int = 1, horizon_ms: int = 60 * MINUTE_MS, segment_shares: int = 1
-    ) -> None:
-        self.alpha = alpha
-        self.shares = shares
-        """Guarded gates sharing ``alpha`` evenly."""
-        self.segment_shares = segment_shares
-        """Segments a ``by_segment`` gate's share is split over."""
-        self.horizon_ms = horizon_ms
-        self.detectors: dict[str, BernoulliDetector] = {}
-
-    def log_a(self, per_segment: bool = False) -> float:
-        """A detector's alarm level: a gate's share of alpha, a segment's share of it for ``per_segment``."""
-        split = self.shares * (self.segment_shares if per_segment else 1)
-        return log_threshold(self.alpha, split, self.horizon_ms)
-
-    def get(self, key: str) -> BernoulliDetector:
-        found = self.detectors.get(key)
-        if found is None:
-            found = self.detectors[key] = BernoulliDetector()
-        return found
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "alpha": self.alpha,
-            "shares": self.shares,
-            "segment_shares": self.segment_shares,
-            "horizon_ms": self.horizon_ms,
-            "detectors": {k: d.to_dict() for k, d in sorted(self.detectors.items())},
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DetectorBank:
-        bank = cls(float(data["alpha"]), int(data["shares"]), int(data["horizon_ms"]), int(data["segment_shares"]))
-        bank.detectors = {k: BernoulliDetector.from_dict(v) for k, v in data["detectors"].items()}
-        return bank

@@ -51,7 +51,7 @@ from rollwatch.commands import (
 )
 from rollwatch.control.effects import plan_percents
 from rollwatch.events import Event
-from rollwatch.gates.detector import DetectorBank
+from rollwatch.gates.bank import DetectorBank
 from rollwatch.gates.errors import EngineStateError
 from rollwatch.gates.evaluate import Arms, detector_bank, evaluate_gate
 from rollwatch.gates.judge import JudgeMemory, judge

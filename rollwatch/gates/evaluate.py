@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Final
 
-from rollwatch.gates.detector import DetectorBank
+from rollwatch.gates.bank import DetectorBank
 from rollwatch.gates.kinds import KINDS, AnyGate
 from rollwatch.gates.kinds.common import Arms
 from rollwatch.gates.kinds.spec import guard_alpha

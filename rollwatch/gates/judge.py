@@ -2,8 +2,11 @@
 
 The judge holds the small amount of memory that keeps decisions from flapping:
 
-- since when each gate has been breached, for gates that must stay breached for a
-  while (latency: 30 minutes);
+- since when each gate has been over its threshold (suspect or breached), for gates that
+  must stay breached for a while (latency: 30 minutes). The ticket's "p95 above 2x for 30
+  minutes" is about the condition, so its clock runs while the detector is still gathering
+  evidence: a guarded gate fires once the condition has held that long *and* the evidence
+  confirms it, not 30 minutes after the confirmation;
 - which rung of each gate's ladder has been taken, and when, so the next rung waits
   for the previous one to settle and is taken only if the gate is still breached;
 - the rollout percent, whether the rollout is frozen, and since when the candidate has
@@ -152,11 +155,13 @@ def judge(
     for result in results:
         gate = gates[result.gate]
         mem = memory.gates.setdefault(result.key, GateMemory())
-        if not result.breached:
+        if result.state not in ("breached", "suspect"):
             mem.since_ms = None
             continue
         if mem.since_ms is None:
             mem.since_ms = now_ms
+        if not result.breached:
+            continue
         sustained = KINDS[gate.kind].sustained(gate)
         if now_ms - mem.since_ms < sustained:
             continue

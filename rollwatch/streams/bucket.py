@@ -30,7 +30,7 @@ INT_FIELDS: Final = (
     "rejected",
     "complaints",
 )
-_FLOAT_FIELDS: Final = ("latency_sum", "quality_sum")
+_FLOAT_FIELDS: Final = ("latency_sum", "quality_sum", "quality_sq")
 
 
 class Bucket:
@@ -46,6 +46,7 @@ class Bucket:
         "latency",
         "latency_sum",
         "quality_n",
+        "quality_sq",
         "quality_sum",
         "rejected",
         "reviews",
@@ -73,6 +74,8 @@ class Bucket:
         self.complaints = 0
         self.latency_sum = 0.0
         self.quality_sum = 0.0
+        self.quality_sq = 0.0
+        """Sum of squared quality scores: the quality gate's change detector needs the second moment."""
         self.latency = QuantileSketch(mapping)
 
     def add_call(
@@ -96,6 +99,7 @@ class Bucket:
         if quality is not None:
             self.quality_n += 1
             self.quality_sum += quality
+            self.quality_sq += quality * quality
         if schema_valid is not None:
             self.schema_checked += 1
         if task_success is not None:
@@ -130,6 +134,7 @@ class Bucket:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.latency_sum += other.latency_sum
         self.quality_sum += other.quality_sum
+        self.quality_sq += other.quality_sq
         self.latency.merge(other.latency)
 
     def __eq__(self, other: object) -> bool:
@@ -157,6 +162,8 @@ class Bucket:
             mask |= 1 << len(INT_FIELDS)
         if self.quality_sum:
             mask |= 1 << (len(INT_FIELDS) + 1)
+        if self.quality_sq:
+            mask |= 1 << (len(INT_FIELDS) + 2)  # a later bit: checkpoints without it still read
         w.uint(mask)
         for value in values:
             w.uint(value)
@@ -164,6 +171,8 @@ class Bucket:
             w.f64(self.latency_sum)
         if self.quality_sum:
             w.f64(self.quality_sum)
+        if self.quality_sq:
+            w.f64(self.quality_sq)
         if self.calls:
             self.latency.write(w)
 
@@ -171,7 +180,7 @@ class Bucket:
     def read(cls, r: Reader, index: int, mapping: SketchMapping) -> Bucket:
         bucket = cls(index, mapping)
         mask = r.uint()
-        if mask >> (len(INT_FIELDS) + 2):
+        if mask >> (len(INT_FIELDS) + 3):
             raise r.fail(f"bucket field mask {mask:#x}")
         for bit, name in enumerate(INT_FIELDS):
             if mask >> bit & 1:
@@ -180,6 +189,8 @@ class Bucket:
             bucket.latency_sum = r.f64()
         if mask >> (len(INT_FIELDS) + 1) & 1:
             bucket.quality_sum = r.f64()
+        if mask >> (len(INT_FIELDS) + 2) & 1:
+            bucket.quality_sq = r.f64()
         if bucket.calls:
             bucket.latency = QuantileSketch.read(r, mapping)
             if bucket.latency.count != bucket.calls:
@@ -221,6 +232,8 @@ class WindowStats:
     complaints: int = 0
     latency_sum: float = 0.0
     quality_sum: float = 0.0
+    quality_sq: float = 0.0
+    """Sum of squared quality scores (the quality detector's second moment)."""
 
     @property
     def error_rate(self) -> float | None:

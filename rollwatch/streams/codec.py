@@ -56,7 +56,7 @@ KIND_DRIFT: Final = 6
 KIND_ROUTE: Final = 7
 KIND_WORKFLOW: Final = 8
 KIND_DEDUP: Final = 9
-KIND_VERSIONS: Final = {KIND_DEDUP: 2, KIND_WORKFLOW: 2}
+KIND_VERSIONS: Final = {KIND_DEDUP: 2, KIND_WORKFLOW: 3, KIND_TASK_COST: 2, KIND_ROUTE: 2}
 """Kinds past ``FORMAT_VERSION``; each reads every version from 1 up to its own.
 
 2: the dedup ring (alone or inside a workflow) keeps xxHash3 keys instead of BLAKE2b

@@ -94,9 +94,10 @@ class CountWindow:
     def full(self) -> bool:
         return self._wrapped
 
-    def flags(self) -> list[bool]:
-        """The held observations, oldest first (for tests and evidence, not the hot path)."""
-        n = self.n
+    def flags(self, newest: int | None = None) -> list[bool]:
+        """The held observations, oldest first (for tests and evidence, not the hot path);
+        only the newest ``newest`` of them when given (a reader of what came since)."""
+        n = self.n if newest is None else min(max(newest, 0), self.n)
         start = (self._pos - n) % self.size
         bits = self._bits
         out = []

@@ -174,6 +174,7 @@ class RouteState:
             if quality is not None:
                 bucket.quality_n += 1
                 bucket.quality_sum += quality
+                bucket.quality_sq += quality * quality
             window = self.errors
             pos = window._pos
             if failed != window._bits[pos >> 3] >> (pos & 7) & 1 or pos == window._last:
@@ -318,6 +319,28 @@ class RouteState:
         end = now_ms - recent_ms
         return self.windows.latency_quantiles((q,), *_range(baseline_ms, end))[0]
 
+    def calls_slower_than(self, latency_ms: float, start_ms: int, end_ms: int) -> tuple[int, int]:
+        """(calls surely slower than ``latency_ms``, calls) in [start_ms, end_ms), bucketed as :meth:`window_between`.
+
+        Counted from the buckets' latency sketches: a sketch bin holds values within the
+        sketch's relative accuracy (``config.sketch_accuracy``, 1% by default) of each other,
+        so calls in the bin that holds ``latency_ms`` (within about 2% of it) are counted as
+        not slower. The count is exact for every other call and never too high, which is
+        the safe side for a detector whose null is "few calls are slow".
+        """
+        fine, coarse = self.windows.buckets(start_ms, end_ms)
+        mapping = self.windows.mapping
+        edge = mapping.key(latency_ms) if latency_ms > mapping.min_value else None
+        slow = calls = 0
+        for bucket in (*fine, *coarse):
+            calls += bucket.calls
+            if bucket.calls:
+                if edge is None:
+                    slow += bucket.calls - bucket.latency.zeros
+                else:
+                    slow += sum(count for key, count in bucket.latency.items() if key > edge)
+        return slow, calls
+
     def complaints_between(self, start_ms: int, end_ms: int) -> ComplaintsView:
         """Confirmed complaints with ``start_ms <= ts < end_ms`` (exact, not bucketed)."""
         if start_ms > end_ms:
@@ -366,7 +389,9 @@ class RouteState:
         self.drift.write(w)
 
     @classmethod
-    def read(cls, r: Reader, config: StreamsConfig) -> RouteState:
+    def read(cls, r: Reader, config: StreamsConfig, task_total: bool = True) -> RouteState:
+        """``task_total``: the frame writes the task window's completion count (route frames
+        from version 2, workflow frames from version 3)."""
         workflow = r.text()
         route = r.text()
         state = cls(workflow, route, config)
@@ -381,7 +406,7 @@ class RouteState:
         state.safety_blocks = _sized(r, CountWindow.read(r), config.safety_window, "safety window")
         state.schema_failures = _sized(r, CountWindow.read(r), config.schema_window, "schema window")
         state.review_rejections = _sized(r, CountWindow.read(r), config.review_window, "review window")
-        state.tasks = _sized(r, TaskCostWindow.read(r), config.task_window, "task window")
+        state.tasks = _sized(r, TaskCostWindow.read(r, task_total), config.task_window, "task window")
         windows = TimeWindows.read(r)
         if (windows.fine, windows.coarse, windows.mapping.accuracy) != (
             config.fine,
@@ -408,7 +433,7 @@ class RouteState:
     def from_bytes(cls, data: bytes) -> RouteState:
         r = unframe(data, KIND_ROUTE)
         config = _read_config(r)
-        state = cls.read(r, config)
+        state = cls.read(r, config, r.version >= 2)
         r.end()
         return state
 

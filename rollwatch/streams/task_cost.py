@@ -5,6 +5,12 @@ A task is the run of calls of one route up to and including a call whose
 are its steps. Each completion is charged the cost of those steps plus its own, so
 multi-step agents are priced per task, not per call. Money stays exact as integer
 nano-dollars; the ring is an ``array('q')`` (8 bytes a task, not a list of ints).
+
+``total`` counts every completion ever, so a reader that remembers it can take exactly
+the tasks completed since (:meth:`TaskCostWindow.newest`): the cost gate's change
+detector reads each task once. It is written from format version 2 of the frames that
+hold a task window (task cost, route, workflow); older checkpoints restore it as the
+number of tasks held.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ class TaskCostWindow:
     delivered: a gate comparing against a ceiling fails, as it should).
     """
 
-    __slots__ = ("_costs", "_pending", "_pos", "_success", "_total", "size")
+    __slots__ = ("_costs", "_pending", "_pos", "_success", "_total", "size", "total")
 
     def __init__(self, size: int) -> None:
         if type(size) is not int or not 1 <= size <= _MAX_SIZE:
@@ -45,6 +51,8 @@ class TaskCostWindow:
         self._pos = 0
         self._total = 0
         self._pending = 0
+        self.total = 0
+        """Completions ever (not only those held): a cursor for readers of new tasks."""
 
     def update(self, cost_nano: int, task_success: bool | None) -> None:
         """Account one call: a step of the running task, or (when ``task_success`` is set) its end."""
@@ -53,6 +61,7 @@ class TaskCostWindow:
             return
         cost = self._pending + cost_nano
         self._pending = 0
+        self.total += 1
         pos = self._pos
         self._total += cost - self._costs[pos]
         self._costs[pos] = cost
@@ -102,10 +111,28 @@ class TaskCostWindow:
         costs = [self._costs[(start + i) % self.size] for i in range(n)]
         return list(zip(costs, self._success.flags(), strict=True))
 
+    def newest(self, count: int) -> list[tuple[int, bool]]:
+        """(cost_nano, succeeded) of the newest ``count`` completions held (fewer if fewer are), oldest first."""
+        n = min(max(count, 0), self._success.n)
+        if not n:
+            return []
+        flags = self._success.flags(n)
+        start = (self._pos - n) % self.size
+        if start + n <= self.size:
+            costs = self._costs[start : start + n].tolist()
+        else:
+            costs = self._costs[start:].tolist() + self._costs[: start + n - self.size].tolist()
+        return list(zip(costs, flags, strict=True))
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TaskCostWindow):
             return NotImplemented
-        return self.size == other.size and self._pending == other._pending and self.tasks() == other.tasks()
+        return (
+            self.size == other.size
+            and self._pending == other._pending
+            and self.total == other.total
+            and self.tasks() == other.tasks()
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -123,9 +150,11 @@ class TaskCostWindow:
         w.uint(divisor)
         w.uints([cost // divisor for cost in costs])
         self._success.write(w)
+        w.uint(self.total)
 
     @classmethod
-    def read(cls, r: Reader) -> TaskCostWindow:
+    def read(cls, r: Reader, with_total: bool = True) -> TaskCostWindow:
+        """``with_total``: the frame's version writes :attr:`total` (2 and up for a task-cost frame)."""
         size = r.bounded(1, _MAX_SIZE, "task window size")
         window = cls(size)
         window._pending = r.uint()
@@ -140,6 +169,9 @@ class TaskCostWindow:
         window._total = sum(costs)
         window._success = success
         window._pos = success.position
+        window.total = r.uint() if with_total else success.n
+        if window.total < success.n:
+            raise r.fail("task window holds more tasks than it ever completed")
         return window
 
     def to_bytes(self) -> bytes:
@@ -150,6 +182,6 @@ class TaskCostWindow:
     @classmethod
     def from_bytes(cls, data: bytes) -> TaskCostWindow:
         r = unframe(data, KIND_TASK_COST)
-        window = cls.read(r)
+        window = cls.read(r, r.version >= 2)
         r.end()
         return window

@@ -46,7 +46,7 @@ __all__ = ["Bucket", "TimeWindows", "WindowStats"]
 
 _SLOTS: Final = 6
 """Running merges kept per route: a gate asks a handful (30 min, 60 min, 7-day baseline)."""
-_SUMMED_NAMES: Final = (*INT_FIELDS, "latency_sum", "quality_sum")
+_SUMMED_NAMES: Final = (*INT_FIELDS, "latency_sum", "quality_sum", "quality_sq")
 _SUMMED: Final = attrgetter(*_SUMMED_NAMES)
 
 

@@ -284,7 +284,7 @@ class WorkflowState:
         if state._dedup.size != config.dedup_ids:
             raise r.fail(f"dedup ring holds {state._dedup.size} ids, the config says {config.dedup_ids}")
         for _ in range(r.bounded(0, _MAX_ROUTES, "route count")):
-            route = RouteState.read(r, config)
+            route = RouteState.read(r, config, r.version >= 3)
             if route.workflow != state.workflow or route.route in state._routes:
                 raise r.fail(f"route {route.route!r} does not belong here or appears twice")
             state._routes[route.route] = route

@@ -105,9 +105,13 @@ def describe_gate(ticket: Ticket, gate: AnyGate) -> str:
     if guard is not None:
         if guard.method == "none":
             text += " No significance guard: the raw comparison decides once the minimum is reached."
+        elif KINDS[gate.kind].detected(gate):
+            text += (
+                f" A breach counts only when its change detector confirms it: alpha {num(guard.alpha)} for"
+                " any false rollback within the canary's duration, shared by the ticket's guarded gates."
+            )
         else:
-            name = "an mSPRT" if guard.method == "msprt" else "a confidence sequence"
-            text += f" A breach counts only when {name} finds it significant at alpha {num(guard.alpha)}."
+            text += " Its guard is not used: this gate runs no change detector, so the raw comparison decides."
     manual = [s.action for s in steps if not role_may_issue(ticket.authority, "automation", s.action)]
     for action in manual:
         who = ", ".join(issuers(ticket, action)) or "nobody"

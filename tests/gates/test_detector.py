@@ -14,9 +14,11 @@ import orjson
 import pytest
 
 from rollwatch.events import CallEvent
-from rollwatch.gates.detector import MINUTE_MS, BernoulliDetector, DetectorBank, log_threshold
+from rollwatch.gates.bank import DetectorBank
+from rollwatch.gates.detector import MINUTE_MS, BernoulliDetector, log_threshold
 from rollwatch.gates.engine import Engine
 from rollwatch.gates.evaluate import detector_bank
+from rollwatch.gates.mean_detector import MeanDetector
 from rollwatch.tickets.model import Ticket
 from tests.gates.conftest import CANDIDATE, CONTROL, T0, WF
 
@@ -124,8 +126,9 @@ def test_bank_round_trips_through_json(ticket: Ticket) -> None:
     bank.get("json-failures").update(3, 200, 0.01, T0, bank.log_a())
     copy = DetectorBank.from_dict(orjson.loads(orjson.dumps(bank.to_dict())))
     assert copy.to_dict() == bank.to_dict()
-    # The example guards three gates at alpha 0.01; the by-segment safety gate splits its share again.
-    assert (copy.alpha, copy.shares) == (0.01, 3)
+    # The example guards six gates at alpha 0.01 (schema, latency, cost, reviews, safety, quality);
+    # the by-segment safety gate splits its share again.
+    assert (copy.alpha, copy.shares) == (0.01, 6)
     assert copy.log_a(per_segment=True) > copy.log_a()
 
 
@@ -144,3 +147,33 @@ def test_the_engine_checkpoints_its_detectors(ticket: Ticket) -> None:
     assert before["at_ms"] == T0 + 2999 * 200 and before["log_r"] != [None] * 4  # event time: the newest call
     restored = Engine.from_bytes(engine.to_bytes())
     assert restored.detectors.to_dict() == engine.detectors.to_dict()
+
+
+def test_the_engine_checkpoints_its_mean_detectors_and_restores_mid_stream(ticket: Ticket) -> None:
+    """Cost and quality detectors round-trip with the engine; a restored engine fed the rest of
+    the stream ends where an uninterrupted one does (each task read once, by its count)."""
+
+    def event(i: int) -> CallEvent:
+        worse = i % 2 == 1 and i > 1500
+        route = CANDIDATE if i % 2 else CONTROL
+        cost, quality = (0.02, 2.0) if worse else (0.008, 4.2)
+        return CallEvent(f"e{i}", T0 + i * 200, WF, route, 800.0, "ok", True, False, True, cost, quality_score=quality)
+
+    def events(start: int, stop: int) -> list[CallEvent]:
+        return [event(i) for i in range(start, stop)]
+
+    whole, split = Engine(WF), Engine(WF)
+    for engine in (whole, split):
+        engine.install(ticket)
+        engine.apply(events(0, 2000))
+        engine.evaluate(T0 + 2000 * 200)
+    restored = Engine.from_bytes(split.to_bytes())
+    cost = restored.detectors.detectors["cost-per-task"]
+    assert isinstance(cost, MeanDetector) and cost.seen_tasks == 1000  # every candidate call is a task
+    assert isinstance(restored.detectors.detectors["quality-floor"], MeanDetector)
+    for engine in (whole, restored):
+        engine.apply(events(2000, 3000))
+        engine.evaluate(T0 + 3000 * 200)
+    assert restored.detectors.to_dict() == whole.detectors.to_dict()
+    # The cost jump (0.008 -> 0.02 a task against 0.015 allowed) is plain by now.
+    assert whole.detectors.get_mean("cost-per-task").log_stat >= whole.detectors.log_a()

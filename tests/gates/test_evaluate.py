@@ -138,6 +138,23 @@ def test_latency_provider_wide_slowdown(ticket: Ticket, traffic: Traffic) -> Non
     latency_traffic(traffic, candidate_ms=2500.0, control_recent_ms=2400.0)
     result = evaluate_gate(ticket.gate("p95-latency"), traffic.arms(ticket), traffic.now + 1)
     assert result.state == "healthy" and "provider-wide" in result.detail
+    # The detector's null follows the control: every candidate call is slower than 2x the
+    # baseline p95, yet the control's share is as high, so there is next to no evidence (the null's
+    # 0.999 cap leaves crumbs: under a nat against an alarm level of 10).
+    assert result.guard is not None and result.guard.log_threshold is not None
+    assert not result.guard.significant and result.guard.log_lr < 1.0 < result.guard.log_threshold
+
+
+def test_latency_guard_counts_slow_calls_against_five_percent(ticket: Ticket, traffic: Traffic) -> None:
+    # 400 candidate calls, 4% of them far slower than 2x the 800 ms baseline: the window's p95 is
+    # fine and a 4% share is inside the null of at most 5% slow.
+    latency_traffic(traffic, candidate_ms=900.0)
+    traffic.calls("candidate", 16, latency_ms=5000.0)
+    result = evaluate_gate(ticket.gate("p95-latency"), traffic.arms(ticket), traffic.now + 1)
+    assert result.state == "healthy" and result.guard is not None and result.guard.log_lr < 0
+    traffic.calls("candidate", 150, latency_ms=5000.0)  # now 29% slow: p95 over, and the evidence is plain
+    result = evaluate_gate(ticket.gate("p95-latency"), traffic.arms(ticket), traffic.now + 1)
+    assert result.state == "breached" and result.guard is not None and result.guard.significant
 
 
 # -- cost per successful task above 1.25x the approved estimate over 1,000 completed tasks -------------
@@ -186,6 +203,17 @@ def test_quality_floor_fires_below_not_above(ticket: Ticket, traffic: Traffic) -
     traffic.calls("candidate", 50, quality_score=4.8)
     assert gate_state(ticket, traffic, "quality-floor")[0] == "healthy"  # the seed sketch would fire here
     traffic.calls("candidate", 200, quality_score=2.0)  # mean 2.56
+    assert gate_state(ticket, traffic, "quality-floor", no_guard=True)[0] == "breached"
+
+
+def test_quality_guard_wants_evidence_then_confirms(ticket: Ticket, traffic: Traffic) -> None:
+    # 250 scores with a mean of 2.56 against a floor of 3.0: over the floor, not yet enough
+    # evidence for the release-wide alarm level (log(60 min x 6 gates / 0.01) = 10.5 nats).
+    traffic.calls("candidate", 50, quality_score=4.8).calls("candidate", 200, quality_score=2.0)
+    result = evaluate_gate(ticket.gate("quality-floor"), traffic.arms(ticket), traffic.now + 1)
+    assert result.state == "suspect" and result.guard is not None
+    assert result.guard.more_needed is not None and 0 < result.guard.more_needed < 200
+    traffic.calls("candidate", 200, quality_score=2.0)
     assert gate_state(ticket, traffic, "quality-floor")[0] == "breached"
 
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rollwatch.streams import CorruptState, UnsupportedVersion
-from rollwatch.streams.codec import FORMAT_VERSION, KIND_ROUTE, Reader, Writer, frame, unframe
+from rollwatch.streams.codec import FORMAT_VERSION, KIND_ROUTE, KIND_VERSIONS, Reader, Writer, frame, unframe
 
 
 @settings(max_examples=100, deadline=None)
@@ -83,8 +83,9 @@ def test_frame_checks_magic_version_kind_and_checksum() -> None:
     with pytest.raises(CorruptState, match="magic"):
         unframe(b"XX" + data[2:], KIND_ROUTE)
     newer = bytearray(data)
-    newer[3] = FORMAT_VERSION + 1
-    with pytest.raises(UnsupportedVersion, match=f"version {FORMAT_VERSION + 1}"):
+    beyond = KIND_VERSIONS.get(KIND_ROUTE, FORMAT_VERSION) + 1
+    newer[3] = beyond
+    with pytest.raises(UnsupportedVersion, match=f"version {beyond}"):
         unframe(bytes(newer), KIND_ROUTE)
     with pytest.raises(CorruptState, match="checksum"):
         unframe(data[:-1] + bytes([data[-1] ^ 0xFF]), KIND_ROUTE)

@@ -119,7 +119,7 @@ def test_version_1_workflow_checkpoint_restores_windows_and_redeliveries() -> No
     assert state.apply_many(fresh) == BatchResult(applied=7)
     assert state._dedup.legacy == 0
     data = state.to_bytes()
-    assert data[3] == KIND_VERSIONS[KIND_WORKFLOW] == 2
+    assert data[3] == KIND_VERSIONS[KIND_WORKFLOW] == 3
     again = WorkflowState.from_bytes(data)
     assert again == state
     assert again.apply(call(T0 + 20_000, event_id="n3")) is Applied.DUPLICATE

@@ -67,7 +67,11 @@ def test_actions_the_worker_may_not_take_say_who_is_paged() -> None:
 def test_guards_and_segments_are_stated() -> None:
     text = describe_gate(SUPPORT, SUPPORT.gate("safety-blocks"))
     assert "Evaluated per segment" in text
-    assert "an mSPRT finds it significant at alpha 0.01" in text
+    assert "only when its change detector confirms it: alpha 0.01" in text
+    # A guard on a metric no detector watches (cost per request) says it is not used.
+    gate = SUPPORT.gate("cost-per-request")
+    guarded = gate.model_copy(update={"guard": SUPPORT.gate("json-failures").guard})  # type: ignore[union-attr]
+    assert "Its guard is not used" in describe_gate(SUPPORT, guarded)
     refund = load_ticket(example_path("refund-drafting"))
     assert "Evaluated on segment high-value only." in describe_gate(refund, refund.gate("high-value-rejections"))
 

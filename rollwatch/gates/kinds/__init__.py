@@ -17,16 +17,17 @@ Dependency direction. The ticket model is built from these records, so this pack
 *below* :mod:`rollwatch.tickets.model`:
 
     tickets.{fieldtypes, actions, durations, gatebase, wording, yamlsource}   (leaves)
-        <- gates.{result, detector, sequential} <- gates.kinds
+        <- gates.{result, detector, mean_detector, bank, mean_guard, sequential} <- gates.kinds
         <- tickets.{gates, model, explain, semantics, load}
         <- gates.{evaluate, engine, judge, promotion}
 
 A kind module takes names at run time only from the leaves above and from
-``gates.{result, detector, sequential}`` (which therefore import the commands and the
-ticket catalogue for type checking only); never from ``tickets.model``, ``tickets.gates``
-or the ``rollwatch.tickets`` package itself. Loading any ticket submodule runs the
-package, which loads the model and so this package: :mod:`rollwatch.gates` imports the
-ticket package first so that this works whichever side is imported first. A kind reads
+``gates.{result, detector, mean_detector, bank, mean_guard, sequential}`` (which therefore
+import the commands, the ticket catalogue and the streams for type checking only); never
+from ``tickets.model``, ``tickets.gates`` or the ``rollwatch.tickets`` package itself.
+Loading any ticket submodule runs the package, which loads the model and so this
+package: :mod:`rollwatch.gates` imports the ticket package first so that this works
+whichever side is imported first. A kind reads
 the per-route state only through the objects it is handed and imports
 :mod:`rollwatch.streams` for type checking only: loading a ticket must not pull in the
 stream machinery (river, scipy). ``tests/gates/test_kinds.py`` checks both in fresh

@@ -23,7 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, TypeAlias
 
-from rollwatch.gates.detector import DetectorBank, expected_log_lr
+from rollwatch.gates.bank import DetectorBank
+from rollwatch.gates.detector import expected_log_lr
+from rollwatch.gates.mean_detector import MeanDetector
 from rollwatch.gates.result import EvidenceRef, GateResult, GateState
 from rollwatch.gates.sequential import GuardVerdict
 
@@ -44,6 +46,7 @@ __all__ = [
     "confirm",
     "control_ucb",
     "detect",
+    "detect_mean",
     "evidence_refs",
     "needed",
     "result",
@@ -97,7 +100,9 @@ def _ucb(hits: int, n: int) -> float:
     return p + 2 * math.sqrt(max(p * (1 - p), 1 / n) / n) + 1 / n
 
 
-def control_ucb(route: RouteState | None, now_ms: int, counts: Counts) -> float | None:
+def control_ucb(
+    route: RouteState | None, now_ms: int, counts: Counts, slower_than: float | None = None
+) -> float | None:
     """The control's rate over the last :data:`CONTROL_SPAN_MS`, plus two standard errors.
 
     The margin errs on the lenient side: a two-arm null built on an underestimated
@@ -108,8 +113,23 @@ def control_ucb(route: RouteState | None, now_ms: int, counts: Counts) -> float 
     """
     if route is None:
         return None
-    hits, n = counts(route.window(CONTROL_SPAN_MS, now_ms + 1))
+    if slower_than is not None:  # the share of calls slower than this (latency)
+        hits, n = route.calls_slower_than(slower_than, now_ms + 1 - CONTROL_SPAN_MS, now_ms + 1)
+    else:
+        hits, n = counts(route.window(CONTROL_SPAN_MS, now_ms + 1))
     return _ucb(hits, n) if n > 0 else None
+
+
+def _key(gate: GateBase, arms: Arms) -> str:
+    return gate.name if arms.segment is None else f"{gate.name}@{arms.segment}"
+
+
+def _event_now(route: RouteState, now_ms: int) -> int:
+    """The detector moves in event time: a wall-clock judgement ahead of the newest event
+    (a worker catching up on a backlog) must not move its cursor past calls still to come."""
+    if route.watermark_ms is None:
+        return now_ms
+    return min(now_ms, route.watermark_ms + route.config.allowed_lateness_ms)
 
 
 def detect(
@@ -119,24 +139,28 @@ def detect(
     counts: Counts,
     p0: float | None,
     rate: float | None,
+    slower_than: float | None = None,
 ) -> GuardVerdict | None:
     """Feed the candidate's new (hits, trials) since the last evaluation to the gate's detector.
 
     Only for gates whose kind says ``detected``; the caller checks. Counts come from the
     route's time buckets: everything from the bucket of the previous update on, minus what
     that update already took. ``rate`` (the window's estimate) only serves the "about how
-    many more calls" estimate of a suspect gate.
+    many more calls" estimate of a suspect gate. With ``slower_than`` the hits are the
+    calls slower than it, counted from the buckets' latency sketches (``counts`` unused).
     """
     route, bank = arms.candidate, arms.detectors
     if route is None or bank is None:
         return None
-    key = gate.name if arms.segment is None else f"{gate.name}@{arms.segment}"
-    det = bank.get(key)
+    det = bank.get(_key(gate, arms))
     log_a = bank.log_a(per_segment=gate.by_segment)
-    if route.watermark_ms is not None:
-        # The detector moves in event time: a wall-clock judgement ahead of the newest event
-        # (a worker catching up on a backlog) must not move its cursor past calls still to come.
-        now_ms = min(now_ms, route.watermark_ms + route.config.allowed_lateness_ms)
+    now_ms = _event_now(route, now_ms)
+
+    def read(start: int, end: int) -> tuple[int, int]:
+        if slower_than is not None:
+            return route.calls_slower_than(slower_than, start, end)
+        return counts(route.window_between(start, end))
+
     if det.at_ms is not None and now_ms < det.at_ms:
         return _verdict(det.log_stat, log_a, None)
     bucket = route.config.fine.bucket_ms
@@ -146,17 +170,41 @@ def detect(
         # Judged at an event time before the release started (a worker catching up on a backlog
         # older than the ticket it holds): nothing of the release to detect yet.
         return _verdict(det.log_stat, log_a, None)
-    hits, trials = det.delta(*counts(route.window_between(det.cursor_ms, now_ms + 1)))
+    hits, trials = det.delta(*read(det.cursor_ms, now_ms + 1))
     if p0 is not None:
         det.update(hits, trials, min(p0, 0.999), now_ms, log_a)
     det.cursor_ms = now_ms - now_ms % bucket
-    det.seen = counts(route.window_between(det.cursor_ms, now_ms + 1))
+    det.seen = read(det.cursor_ms, now_ms + 1)
     more = None
     if p0 is not None and rate is not None and det.log_stat < log_a:
         gain = expected_log_lr(rate, min(p0, 0.999))
         if gain > 0:
             have = max(det.log_stat, 0.0)
             more = math.ceil((log_a - have) / gain)
+    return _verdict(det.log_stat, log_a, more)
+
+
+MeanFeed: TypeAlias = "Callable[[MeanDetector, RouteState, int, float], None]"
+"""Folds what is new on the candidate route into a mean detector: (detector, route, event time, log A)."""
+
+
+def detect_mean(gate: GateBase, arms: Arms, now_ms: int, feed: MeanFeed, gain: float) -> GuardVerdict | None:
+    """Run ``feed`` (new tasks or scores into the gate's mean detector) at event time ``now_ms``.
+
+    Only for gates whose kind says ``detected``. ``gain`` (evidence per observation at the
+    window's level) only serves the "about how many more" estimate of a suspect gate.
+    """
+    route, bank = arms.candidate, arms.detectors
+    if route is None or bank is None:
+        return None
+    det = bank.get_mean(_key(gate, arms))
+    log_a = bank.log_a(per_segment=gate.by_segment)
+    now_ms = _event_now(route, now_ms)
+    if now_ms >= arms.release_start_ms and (det.at_ms is None or now_ms >= det.at_ms):
+        feed(det, route, now_ms, log_a)
+    more = None
+    if det.log_stat < log_a and gain > 0:
+        more = math.ceil((log_a - max(det.log_stat, 0.0)) / gain)
     return _verdict(det.log_stat, log_a, more)
 
 

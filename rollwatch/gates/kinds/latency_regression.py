@@ -1,4 +1,10 @@
-"""Latency regression: a candidate latency percentile against the control's own history."""
+"""Latency regression: a candidate latency percentile against the control's own history.
+
+Its change detector reads the ticket's "p95 above 2x the baseline p95" as "more than 5% of
+calls slower than 2x the baseline p95": a Bernoulli stream (slow or not) for the detector of
+:mod:`rollwatch.gates.detector`, slow calls counted from the route's per-minute latency
+sketches (:meth:`~rollwatch.streams.route_state.RouteState.calls_slower_than`).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Final, Literal
 
 from pydantic import Field
 
-from rollwatch.gates.kinds.common import Arms, needed, result
-from rollwatch.gates.kinds.spec import GateKind, Issue, WindowNeed
+from rollwatch.gates.kinds.common import Arms, confirm, control_ucb, detect, needed, result
+from rollwatch.gates.kinds.spec import GateKind, Issue, WindowNeed, guard_alpha
 from rollwatch.gates.result import GateResult
 from rollwatch.tickets.durations import PositiveDuration, format_duration, humanize_duration
 from rollwatch.tickets.fieldtypes import Multiplier
@@ -16,6 +22,7 @@ from rollwatch.tickets.gatebase import GuardedGate
 from rollwatch.tickets.wording import num
 
 if TYPE_CHECKING:
+    from rollwatch.streams.bucket import WindowStats
     from rollwatch.tickets.model import Estimates, Ticket
 
 __all__ = ["KIND", "LatencyRegressionGate"]
@@ -49,11 +56,26 @@ def _evaluate(gate: LatencyRegressionGate, arms: Arms, now_ms: int) -> GateResul
     observed = cand.latency_quantile(q, window, now_ms) if cand else None
     base = ctrl.baseline_latency_quantile(q, now_ms, recent_ms=window, baseline_ms=baseline) if ctrl else None
     threshold = None if base is None else gate.multiplier_above * base
-    breached = observed is not None and threshold is not None and observed > threshold
+    over = observed is not None and threshold is not None and observed > threshold
     detail = ""
     control_now = ctrl.latency_quantile(q, window, now_ms) if ctrl else None
-    if breached and control_now is not None and threshold is not None and control_now > threshold:
-        breached, detail = False, "the control route is as slow: a provider-wide slowdown, not the candidate"
+    if over and control_now is not None and threshold is not None and control_now > threshold:
+        over, detail = False, "the control route is as slow: a provider-wide slowdown, not the candidate"
+    guard = None
+    if _detected(gate) and threshold is not None and cand is not None:
+        # The null is the ticket's: at most 1 - q of the candidate's calls are slower than the
+        # threshold; or, when the control's own p95 is over the threshold too, no more than the
+        # control's share (a provider-wide slowdown is not the candidate's regression).
+        p0 = 1 - q
+        if control_now is not None and control_now > threshold:
+            ucb = control_ucb(ctrl, now_ms, _no_counts, slower_than=threshold)
+            p0 = max(p0, ucb if ucb is not None else 0.0)
+        rate = None
+        if over:  # the window's share of slow calls, for the "about how many more" estimate
+            slow, n = cand.calls_slower_than(threshold, now_ms - window, now_ms)
+            rate = slow / n if n else None
+        guard = detect(gate, arms, now_ms, _no_counts, p0, rate, slower_than=threshold)
+    breached, suspect = confirm(over, guard)
     return result(
         gate,
         f"p{gate.percentile:g}_latency_ms",
@@ -64,8 +86,20 @@ def _evaluate(gate: LatencyRegressionGate, arms: Arms, now_ms: int) -> GateResul
         format_duration(window),
         {"candidate": n_c, "control_baseline": n_base},
         missing,
+        guard=guard,
         detail=detail,
+        suspect=suspect,
     )
+
+
+def _no_counts(stats: WindowStats) -> tuple[int, int]:
+    """Unused: the latency detector counts slow calls from the sketches, not from window sums."""
+    return 0, 0
+
+
+def _detected(gate: LatencyRegressionGate) -> bool:
+    """A guarded latency gate runs the change detector on its share of slow calls."""
+    return guard_alpha(gate) is not None
 
 
 def _windows(gate: LatencyRegressionGate) -> tuple[WindowNeed, ...]:
@@ -93,5 +127,5 @@ def _sustained(gate: LatencyRegressionGate) -> int:
 
 
 KIND: Final = GateKind(
-    "latency_regression", LatencyRegressionGate, _evaluate, _windows, _explain, _check, sustained=_sustained
+    "latency_regression", LatencyRegressionGate, _evaluate, _windows, _explain, _check, _detected, _sustained
 )
