@@ -50,6 +50,7 @@ import orjson
 from faust.sensors.monitor import Monitor
 from faust.types import TP
 
+from rollwatch.agents import observe
 from rollwatch.agents.changelog import ensure_changelog, guard_recovery
 from rollwatch.agents.consumer import WorkerFaust
 from rollwatch.agents.control import ControlFeed, EscalationNotices, ManualCommands
@@ -267,7 +268,7 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
             return None
         return int(value) if value is not None else None
 
-    metrics.watch(lambda: runtime.snapshot(highwater))
+    metrics.watch(lambda: observe.snapshot(runtime, highwater))
 
     async def ingest(stream: Any) -> None:
         await pipeline.wait_for_tickets()
@@ -355,7 +356,7 @@ def build_app(settings: Settings, engine_factory: EngineFactory, options: Worker
         return web.bytes(metrics.render(), content_type=CONTENT_TYPE)
 
     async def status_view(web: Any, request: Any) -> Any:
-        body = runtime.status() | {
+        body = observe.status(runtime) | {
             "group": options.group,
             "ready": runtime.recovered and feed.ready.is_set() and not app.rebalancing,
             "changelog_resets": [asdict(reset) for reset in pipeline.changelog_resets],

@@ -15,8 +15,7 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Collection, Iterable, Iterator, Sequence
 
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -25,8 +24,8 @@ from rollwatch.agents.backlog import Backlog
 from rollwatch.agents.checkpoint import decode_checkpoint, encode_checkpoint
 from rollwatch.agents.deadletter import dead_letter
 from rollwatch.agents.errors import CheckpointError
-from rollwatch.agents.metrics import GateSnapshot, Metrics
-from rollwatch.agents.ports import EngineFactory, GateReading
+from rollwatch.agents.metrics import Metrics
+from rollwatch.agents.ports import EngineFactory
 from rollwatch.agents.records import BoundedSet, Fold, Judgement, Outgoing, Slot, SourceRecord, Topics
 from rollwatch.agents.releases import ReleaseGate
 from rollwatch.commands import encode_command
@@ -519,52 +518,3 @@ class Runtime:
         metrics.tickets.labels("applied").inc()
         log.info("ticket of workflow %r installed (%d bytes, by %s)", workflow, len(release.text), release.author)
         return []
-
-    # -- observation -----------------------------------------------------------------------
-
-    def readings(self) -> list[tuple[str, GateReading]]:
-        out: list[tuple[str, GateReading]] = []
-        for slot in self.slots.values():
-            try:
-                out.extend((slot.workflow, reading) for reading in slot.engine.readings())
-            except Exception:
-                log.exception("engine of workflow %r failed to report readings", slot.workflow)
-        return out
-
-    def lag(self, highwater: Callable[[int], int | None]) -> dict[int, int]:
-        out: dict[int, int] = {}
-        for partition in sorted(self.assigned or ()):
-            high = highwater(partition)
-            position = self.positions.get(partition)
-            if high is not None and position is not None:
-                out[partition] = max(0, high - position - 1)
-        return out
-
-    def snapshot(self, highwater: Callable[[int], int | None]) -> GateSnapshot:
-        return GateSnapshot(self.readings(), self.lag(highwater), len(self.slots), len(self.assigned or ()))
-
-    def status(self) -> dict[str, Any]:
-        workflows: dict[str, Any] = {}
-        for workflow, slot in sorted(self.slots.items()):
-            try:
-                engine: Any = slot.engine.status()
-            except Exception as exc:
-                engine = {"error": repr(exc)}
-            workflows[workflow] = {
-                "partition": slot.home,
-                "applied": {str(p): o for p, o in sorted(slot.applied.items())},
-                "unsaved": slot.dirty,
-                "engine": engine,
-                "ticket_refused": self.releases.refusals.get(workflow),
-            }
-        return {
-            "worker": self.worker,
-            "partitions": sorted(self.assigned or ()),
-            "recovered": self.recovered,
-            "tickets": sorted(self.tickets),
-            "ticket_refusals": dict(sorted(self.releases.refusals.items())),
-            "totals": dict(self.totals),
-            "first_batch_at": self.first_batch_at,
-            "last_batch_at": self.last_batch_at,
-            "workflows": workflows,
-        }

@@ -21,6 +21,7 @@ from rollwatch.agents.cli import load_engine_factory
 from rollwatch.agents.deadletter import MAX_RAW, dead_letter
 from rollwatch.agents.errors import CheckpointError, EngineSpecError
 from rollwatch.agents.metrics import Metrics
+from rollwatch.agents.observe import status
 from rollwatch.agents.ports import ApplyStats, Emission, GateReading
 from rollwatch.agents.records import Outgoing, SourceRecord
 from rollwatch.agents.runtime import BoundedSet, Runtime, Topics
@@ -246,11 +247,11 @@ def test_tickets_bad_key_tombstone_and_foreign_workflow() -> None:
         assert [o.topic for o in out] == ["dlq"], code
         assert f"ticket refused ({code.strip()})" in orjson.loads(out[0].value)["reason"]
         assert rt.slots["wf"].ticket == ticket("rel-1", 2) and "wf" in rt.tickets, code
-        assert rt.status()["ticket_refusals"]["wf"]["code"] == code.strip()
+        assert status(rt)["ticket_refusals"]["wf"]["code"] == code.strip()
     # A signed retirement takes the ticket out of force.
     retired = retire_record("wf", "rel-1", 2, signing_key_from_settings(KEYS), datetime.now(UTC))  # type: ignore[arg-type]
     assert rt.on_ticket(SourceRecord("rel", 0, 20, b"wf", retired)) == []
-    assert "wf" not in rt.tickets and "wf" not in rt.status()["ticket_refusals"]
+    assert "wf" not in rt.tickets and "wf" not in status(rt)["ticket_refusals"]
     rt.on_assigned({p for p in range(4) if p != rt.key_partition("other")})
     assert rt.on_ticket(SourceRecord("rel", 0, 21, b"other", release("other", ticket()))) == []
     assert "other" not in rt.slots and "other" in rt.tickets
@@ -372,7 +373,7 @@ async def test_batches_between_checkpoints_stay_unacked_until_the_timer_writes_t
         await pipeline.consume(stream, [FakeEvent(SourceRecord("tel", 1, 2, b"wf-a", b"not json"))])
         assert not any(line in ("ack 1", "ack 2") for line in producer.log), "acked before its checkpoint"
         assert [w for w, s in rt.slots.items() if s.dirty] == ["wf-b"]
-        assert rt.status()["workflows"]["wf-b"]["unsaved"] is True
+        assert status(rt)["workflows"]["wf-b"]["unsaved"] is True
         await asyncio.sleep(0.5)  # no further batch: the timer takes the checkpoint
     finally:
         broker.cancel()
@@ -380,7 +381,7 @@ async def test_batches_between_checkpoints_stay_unacked_until_the_timer_writes_t
     written = log.index("acked state-changelog 1 b'wf-b'", log.index("ack 0"))
     assert log.index("ack 1") > written and log.index("ack 2") > written
     assert log.index("ack 2") > max(i for i, line in enumerate(log) if line.startswith("acked dlq"))
-    assert not rt.dirty and rt.status()["workflows"]["wf-b"]["unsaved"] is False
+    assert not rt.dirty and status(rt)["workflows"]["wf-b"]["unsaved"] is False
 
 
 async def test_a_command_checkpoints_every_unsaved_workflow_at_once() -> None:
