@@ -15,7 +15,7 @@ from rollwatch.flagstore.service import FlagStore
 from rollwatch.kafka import ensure_topics
 from rollwatch.settings import Settings
 from rollwatch.tickets import Ticket
-from tests.control.helpers import example_ticket, publish_ticket, write_keyring
+from tests.control.helpers import example_ticket, publish_ticket, wiped_redis, write_keyring
 
 
 @pytest.fixture
@@ -55,14 +55,8 @@ async def topics(control_settings: Settings, ticket: Ticket) -> Settings:
 
 @pytest.fixture
 async def redis_client(control_settings: Settings) -> AsyncIterator[Redis]:
-    client = Redis.from_url(control_settings.redis_url)
-    try:
+    async with wiped_redis(control_settings) as client:
         yield client
-    finally:
-        keys = [key async for key in client.scan_iter(match=f"{control_settings.redis_prefix}*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
 
 
 @pytest.fixture

@@ -6,12 +6,14 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from redis.asyncio import Redis
 
 from rollwatch.commands import (
     ControlAck,
@@ -197,3 +199,16 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def wiped_redis(settings: Settings) -> AsyncIterator[Redis]:
+    """A client of the real Redis; every key under the settings' prefix is deleted on the way out."""
+    client = Redis.from_url(settings.redis_url)
+    try:
+        yield client
+    finally:
+        keys = [key async for key in client.scan_iter(match=f"{settings.redis_prefix}*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()

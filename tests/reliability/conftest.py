@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from redis.asyncio import Redis
 
 from rollwatch.broker import EmbeddedBroker, free_port
 from rollwatch.kafka import ensure_topics
 from rollwatch.settings import Settings, load_settings
 from tests.agents.harness import WorkerProcess, write_config
+from tests.control.helpers import wiped_redis
 
 
 @pytest.fixture
@@ -89,9 +89,5 @@ def live_worker(live_settings: Settings, tmp_path: Path) -> Iterator[WorkerProce
 async def loss_settings(own_broker: EmbeddedBroker) -> AsyncIterator[Settings]:
     """:func:`control_settings_for` the test's own broker; its Redis keys are deleted afterwards."""
     made = control_settings_for(own_broker.bootstrap_servers)
-    yield made
-    client = Redis.from_url(made.redis_url)
-    keys = [key async for key in client.scan_iter(match=f"{made.redis_prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    async with wiped_redis(made):
+        yield made

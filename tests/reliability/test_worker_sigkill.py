@@ -43,7 +43,7 @@ from rollwatch.settings import Settings
 from rollwatch.synth import Traffic, generate
 from rollwatch.tickets import Ticket, ticket_to_json
 from tests.agents.harness import WorkerProcess, produce, read_topic, wait_until, write_config
-from tests.control.helpers import AckReader, example_ticket, write_keyring
+from tests.control.helpers import AckReader, example_ticket, wiped_redis, write_keyring
 from tests.reliability.conftest import control_settings_for
 
 pytestmark = pytest.mark.integration
@@ -138,14 +138,8 @@ def spawn(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerPr
 
 @pytest.fixture
 async def redis_client(settings: Settings) -> AsyncIterator[Redis]:
-    client = Redis.from_url(settings.redis_url)
-    try:
+    async with wiped_redis(settings) as client:
         yield client
-    finally:
-        keys = [key async for key in client.scan_iter(match=f"{settings.redis_prefix}*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
 
 
 async def committed(settings: Settings, group: str) -> list[int | None]:
