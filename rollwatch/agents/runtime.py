@@ -12,7 +12,6 @@ and counted (``rollwatch_engine_errors``) and the other workflows go on.
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -45,15 +44,6 @@ def _murmur2_partition(key: bytes, partitions: int) -> int:
     # Cached: checked for every record (misrouting metric), and murmur2 in Python costs ~10-25 us.
     every = list(range(partitions))
     return int(_partitioner(key, every, every))
-
-
-@functools.cache
-def _takes_backlog(engine_type: type) -> bool:
-    """Engines from ``--engine`` written before ``evaluate`` took ``backlog`` keep working."""
-    try:
-        return "backlog" in inspect.signature(getattr(engine_type, "evaluate")).parameters  # noqa: B009
-    except (TypeError, ValueError, AttributeError):
-        return False
 
 
 def _group(events: list[Event]) -> Iterable[tuple[str, list[Event]]]:
@@ -390,10 +380,7 @@ class Runtime:
         for slot in slots:
             label = metrics.workflow(slot.workflow)
             try:
-                if self.backlog.waiting(slot.home) and _takes_backlog(type(slot.engine)):
-                    emissions = slot.engine.evaluate(now_ms, backlog=True)
-                else:
-                    emissions = slot.engine.evaluate(now_ms)
+                emissions = slot.engine.evaluate(now_ms, backlog=self.backlog.waiting(slot.home))
             except Exception:
                 log.exception("engine of workflow %r failed to evaluate", slot.workflow)
                 metrics.engine_errors.labels(label, "evaluate").inc()

@@ -182,7 +182,7 @@ class Repeater:
             self.emission = emissions[0]
         return stats
 
-    def evaluate(self, now_ms: int) -> list[Emission]:
+    def evaluate(self, now_ms: int, *, backlog: bool = False) -> list[Emission]:
         return [self.emission] if self.emission else []
 
     def readings(self) -> list[GateReading]:
